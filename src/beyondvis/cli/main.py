@@ -1,0 +1,65 @@
+"""Entry point of the ``beyondvis`` command.
+
+Sub-commands are discovered: every module in :mod:`beyondvis.cli` that defines
+``register(subparsers)`` adds its own parser(s) and sets ``func`` on them. A new system adds a
+module here and nothing else has to change.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import pkgutil
+import sys
+from collections.abc import Sequence
+
+import beyondvis
+from beyondvis.cli.common import CLIError
+
+SKIP_MODULES = {"main", "common"}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="beyondvis",
+        description="Image understanding through language: instance search, image-to-set "
+        "prediction, instance segmentation and recipes from food photos.",
+    )
+    parser.add_argument("--version", action="version", version=f"beyondvis {beyondvis.__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    package = importlib.import_module("beyondvis.cli")
+    for info in sorted(pkgutil.iter_modules(package.__path__), key=lambda m: m.name):
+        if info.name in SKIP_MODULES or info.name.startswith("_"):
+            continue
+        module = importlib.import_module(f"beyondvis.cli.{info.name}")
+        register = getattr(module, "register", None)
+        if register is not None:
+            register(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        result = args.func(args)
+    except CLIError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    return int(result or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
