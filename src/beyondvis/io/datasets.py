@@ -63,9 +63,7 @@ def collate_images(items: list[dict[str, Any]]) -> ImageBatch:
     images: torch.Tensor | list[Any] | None = None
     if good:
         first = good[0]["image"]
-        if isinstance(first, torch.Tensor) and all(
-            it["image"].shape == first.shape for it in good
-        ):
+        if isinstance(first, torch.Tensor) and all(it["image"].shape == first.shape for it in good):
             images = torch.stack([it["image"] for it in good])
         else:
             images = [it["image"] for it in good]

@@ -72,7 +72,10 @@ def load_image(
     except UnidentifiedImageError:
         raise ImageLoadError(name, "not a recognised image format") from None
     except Image.DecompressionBombError as exc:
-        raise ImageLoadError(name, f"decompression bomb: {exc}") from None
+        # Pillow's own hard limit (2 x Image.MAX_IMAGE_PIXELS) fires before ours can.
+        raise ImageLoadError(
+            name, f"too many pixels, possible decompression bomb ({exc})"
+        ) from None
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         text = str(exc) or type(exc).__name__
         if "truncated" in text.lower() or isinstance(exc, EOFError):
