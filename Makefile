@@ -37,16 +37,16 @@ demo: env
 	$(BIN)/beyondvis demo
 
 test: env
-	$(BIN)/ruff check src tests benchmarks tools
+	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q -n 2 --dist loadfile
 
 lint: env
-	$(BIN)/ruff check src tests benchmarks tools
-	$(BIN)/ruff format --check src tests benchmarks tools
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 format: env
-	$(BIN)/ruff format src tests benchmarks tools
-	$(BIN)/ruff check --fix src tests benchmarks tools
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
 
 bench: env
 	for b in benchmarks/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
