@@ -1,0 +1,278 @@
+"""Greedy, sampling and beam-search decoding of the instruction decoder.
+
+All three use the decoder's incremental ``step`` (self-attention KV cache, condition keys/values
+projected once), so generating ``L`` words costs O(L) decoder steps of O(L) attention each instead
+of re-running the whole prefix every step. ``greedy_decode(..., use_cache=False)`` is the naive
+re-run-everything reference, kept for tests and the speed benchmark.
+
+Outputs never contain ``bos``; they end with ``eos`` unless ``max_len`` cut them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from beyondvis.recipes.generation.decoder import InstructionDecoder
+from beyondvis.recipes.generation.fusion import Condition
+
+
+@dataclass
+class Generation:
+    """Decoded word ids (B, L) padded with ``pad``, their lengths (B,) and scores (B,).
+
+    The score is the summed log-probability of the words (for beam search, divided by the
+    length penalty, i.e. the quantity the search ranks by).
+    """
+
+    tokens: Tensor
+    lengths: Tensor
+    scores: Tensor
+
+    def sequences(self) -> list[list[int]]:
+        return [row[:n].tolist() for row, n in zip(self.tokens, self.lengths.tolist())]
+
+
+def _resolve_conditions(
+    decoder: InstructionDecoder,
+    image_features: Tensor | None,
+    ingredient_ids: Tensor | None,
+    conditions: Mapping[str, Condition] | None,
+) -> Mapping[str, Condition]:
+    if conditions is None:
+        conditions = decoder.encode_conditions(image_features, ingredient_ids)
+    return conditions
+
+
+def _resolve_max_len(decoder: InstructionDecoder, max_len: int | None) -> int:
+    limit = decoder.config.max_len
+    if max_len is None:
+        return limit
+    if not 1 <= max_len <= limit:
+        raise ValueError(f"max_len must be in [1, {limit}], got {max_len}")
+    return max_len
+
+
+def _restrict(logp: Tensor, step: int, min_len: int, decoder: InstructionDecoder) -> Tensor:
+    """Words that may never be generated (pad, bos) and eos before ``min_len`` words."""
+    sp = decoder.special
+    logp[:, sp.pad] = float("-inf")
+    logp[:, sp.bos] = float("-inf")
+    if step < min_len:
+        logp[:, sp.eos] = float("-inf")
+    return logp
+
+
+def _step_logprobs(
+    decoder: InstructionDecoder,
+    state,
+    prefix: Tensor,
+    conditions: Mapping[str, Condition],
+    use_cache: bool,
+) -> Tensor:
+    """Log-probabilities of the next word (B, V); ``prefix`` (B, t+1) starts with bos."""
+    if use_cache:
+        logits = decoder.step(state, prefix[:, -1:])[:, -1]
+    else:
+        logits = decoder(prefix, conditions=conditions)[:, -1]
+    return torch.log_softmax(logits.float(), dim=-1)
+
+
+@torch.no_grad()
+def _sequential_decode(
+    decoder: InstructionDecoder,
+    choose: Callable[[Tensor], Tensor],
+    image_features: Tensor | None,
+    ingredient_ids: Tensor | None,
+    conditions: Mapping[str, Condition] | None,
+    max_len: int | None,
+    min_len: int,
+    use_cache: bool,
+) -> Generation:
+    conditions = _resolve_conditions(decoder, image_features, ingredient_ids, conditions)
+    max_len = _resolve_max_len(decoder, max_len)
+    sp = decoder.special
+    state = decoder.start(conditions=conditions, max_len=max_len) if use_cache else None
+    batch = next(iter(conditions.values())).tokens.shape[0]
+    device = next(iter(conditions.values())).tokens.device
+    prefix = torch.full((batch, max_len + 1), sp.pad, dtype=torch.long, device=device)
+    prefix[:, 0] = sp.bos
+    finished = torch.zeros(batch, dtype=torch.bool, device=device)
+    lengths = torch.full((batch,), max_len, dtype=torch.long, device=device)
+    scores = torch.zeros(batch, device=device)
+    for t in range(max_len):
+        logp = _restrict(
+            _step_logprobs(decoder, state, prefix[:, : t + 1], conditions, use_cache),
+            t,
+            min_len,
+            decoder,
+        )
+        word = choose(logp)
+        word = torch.where(finished, torch.full_like(word, sp.pad), word)
+        gained = logp.gather(1, word[:, None])[:, 0]
+        scores += torch.where(finished, torch.zeros_like(gained), gained)
+        prefix[:, t + 1] = word
+        ended = ~finished & (word == sp.eos)
+        lengths[ended] = t + 1
+        finished |= ended
+        if bool(finished.all()):
+            break
+    return Generation(prefix[:, 1 : int(lengths.max()) + 1].clone(), lengths, scores)
+
+
+def greedy_decode(
+    decoder: InstructionDecoder,
+    image_features: Tensor | None = None,
+    ingredient_ids: Tensor | None = None,
+    *,
+    conditions: Mapping[str, Condition] | None = None,
+    max_len: int | None = None,
+    min_len: int = 0,
+    use_cache: bool = True,
+) -> Generation:
+    """Most probable word at every step (the thesis' decoding)."""
+    return _sequential_decode(
+        decoder,
+        lambda logp: logp.argmax(dim=-1),
+        image_features,
+        ingredient_ids,
+        conditions,
+        max_len,
+        min_len,
+        use_cache,
+    )
+
+
+def sample_decode(
+    decoder: InstructionDecoder,
+    image_features: Tensor | None = None,
+    ingredient_ids: Tensor | None = None,
+    *,
+    conditions: Mapping[str, Condition] | None = None,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    generator: torch.Generator | None = None,
+    max_len: int | None = None,
+    min_len: int = 0,
+) -> Generation:
+    """Sample each word from softmax(logits / temperature), optionally among the top ``k`` only.
+
+    Scores are log-probabilities under the model itself (temperature 1, no top-k), so samples
+    drawn with different settings stay comparable.
+    """
+    if temperature <= 0:
+        raise ValueError("temperature must be > 0 (use greedy_decode for temperature 0)")
+    if top_k is not None and top_k < 1:
+        raise ValueError("top_k must be >= 1")
+
+    def choose(logp: Tensor) -> Tensor:
+        logits = logp / temperature
+        if top_k is not None and top_k < logits.shape[-1]:
+            kth = logits.topk(top_k, dim=-1).values[:, -1:]
+            logits = logits.masked_fill(logits < kth, float("-inf"))
+        probs = torch.softmax(logits, dim=-1)
+        return torch.multinomial(probs, 1, generator=generator)[:, 0]
+
+    return _sequential_decode(
+        decoder, choose, image_features, ingredient_ids, conditions, max_len, min_len, True
+    )
+
+
+@torch.no_grad()
+def beam_search(
+    decoder: InstructionDecoder,
+    image_features: Tensor | None = None,
+    ingredient_ids: Tensor | None = None,
+    *,
+    conditions: Mapping[str, Condition] | None = None,
+    beam_size: int = 3,
+    length_penalty: float = 0.0,
+    max_len: int | None = None,
+    min_len: int = 0,
+) -> Generation:
+    """Batched beam search returning the best hypothesis per input.
+
+    Hypotheses are ranked by ``sum log p / length ** length_penalty`` (0: plain log-probability;
+    > 0 favours longer recipes). A hypothesis that emits ``eos`` leaves the beam; the beam keeps
+    ``beam_size`` live ones. An input is done once no live hypothesis can still beat its best
+    finished one (log-probabilities only fall, so the bound is exact), or at ``max_len``, where
+    live hypotheses finish unterminated.
+    """
+    if beam_size < 1:
+        raise ValueError("beam_size must be >= 1")
+    if length_penalty < 0:
+        raise ValueError("length_penalty must be >= 0")
+    conditions = _resolve_conditions(decoder, image_features, ingredient_ids, conditions)
+    max_len = _resolve_max_len(decoder, max_len)
+    sp = decoder.special
+    k = beam_size
+    state = decoder.start(conditions=conditions, max_len=max_len)
+    batch = state.batch_size
+    device = next(iter(conditions.values())).tokens.device
+    state.repeat_interleave(k)
+
+    def normalised(score: float, length: int) -> float:
+        return score / (length**length_penalty) if length_penalty else score
+
+    # All beams start identical; only the first may expand at step 0.
+    beam_scores = torch.full((batch, k), float("-inf"), device=device)
+    beam_scores[:, 0] = 0.0
+    history = torch.full((batch * k, max_len), sp.pad, dtype=torch.long, device=device)
+    prev = torch.full((batch * k, 1), sp.bos, dtype=torch.long, device=device)
+    finished: list[list[tuple[float, list[int]]]] = [[] for _ in range(batch)]
+    done = [False] * batch
+    for t in range(max_len):
+        logp = torch.log_softmax(decoder.step(state, prev)[:, -1].float(), dim=-1)
+        logp = _restrict(logp, t, min_len, decoder)
+        vocab = logp.shape[-1]
+        cand = (beam_scores.reshape(-1, 1) + logp).reshape(batch, k * vocab)
+        top_scores, top_idx = cand.topk(min(2 * k, k * vocab), dim=1)
+        new_scores = torch.full((batch, k), float("-inf"), device=device)
+        new_src = torch.arange(batch, device=device).repeat_interleave(k).view(batch, k) * k
+        new_word = torch.full((batch, k), sp.pad, dtype=torch.long, device=device)
+        last = t == max_len - 1
+        for b, (scores_b, idx_b) in enumerate(zip(top_scores.tolist(), top_idx.tolist())):
+            if done[b]:
+                continue
+            alive = 0
+            for score, flat in zip(scores_b, idx_b):
+                if score == float("-inf"):
+                    break
+                src, word = divmod(flat, vocab)
+                row = b * k + src
+                if word == sp.eos or last:
+                    seq = history[row, :t].tolist() + [word]
+                    finished[b].append((normalised(score, t + 1), seq))
+                    continue
+                if alive < k:
+                    new_scores[b, alive] = score
+                    new_src[b, alive] = row
+                    new_word[b, alive] = word
+                    alive += 1
+            best_done = max((s for s, _ in finished[b]), default=float("-inf"))
+            if alive == 0:
+                done[b] = True
+            elif finished[b]:
+                # Best reachable normalised score of a live beam: its log-prob can only fall, and
+                # a longer length divides that (negative) number by more.
+                bound = normalised(float(new_scores[b, 0]), max_len if length_penalty else t + 1)
+                done[b] = best_done >= bound
+        if all(done):
+            break
+        flat_src = new_src.reshape(-1)
+        state.reorder(flat_src)
+        history = history.index_select(0, flat_src)
+        history[:, t] = new_word.reshape(-1)
+        beam_scores = new_scores
+        prev = new_word.reshape(-1, 1)
+
+    best = [max(f, key=lambda item: item[0]) for f in finished]
+    lengths = torch.tensor([len(seq) for _, seq in best], dtype=torch.long, device=device)
+    tokens = torch.full((batch, int(lengths.max())), sp.pad, dtype=torch.long, device=device)
+    for b, (_, seq) in enumerate(best):
+        tokens[b, : len(seq)] = torch.tensor(seq, dtype=torch.long, device=device)
+    scores = torch.tensor([s for s, _ in best], device=device)
+    return Generation(tokens, lengths, scores)
