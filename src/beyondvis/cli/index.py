@@ -1,0 +1,315 @@
+"""``beyondvis index ...``: build, extend, shard, merge and search a BLCF instance-search index."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from beyondvis.cli.common import CLIError, add_device_argument, print_json
+
+log = logging.getLogger(__name__)
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("index", help="instance search: Bag of Local Convolutional Features")
+    sub = p.add_subparsers(dest="index_command", metavar="ACTION")
+
+    b = sub.add_parser("build", help="index a folder of photos (resumes an interrupted build)")
+    b.add_argument("photos", type=Path)
+    b.add_argument("--out", type=Path, required=True)
+    b.add_argument(
+        "--model", type=Path, help="reuse the codebook of MODEL_DIR or an index (shards)"
+    )
+    b.add_argument("--shard", help="I/N: index only the I-th of N interleaved parts (0-based)")
+    _add_config_args(b)
+    add_device_argument(b)
+    b.set_defaults(func=cmd_build)
+
+    t = sub.add_parser("train", help="fit PCA-whitening + codebook only (for sharded builds)")
+    t.add_argument("photos", type=Path)
+    t.add_argument("--out", type=Path, required=True)
+    _add_config_args(t)
+    add_device_argument(t)
+    t.set_defaults(func=cmd_train)
+
+    a = sub.add_parser("add", help="add new photos to an index without refitting the codebook")
+    a.add_argument("index", type=Path)
+    a.add_argument("photos", type=Path)
+    add_device_argument(a)
+    a.set_defaults(func=cmd_add)
+
+    m = sub.add_parser("merge", help="merge shards built with one model into one index")
+    m.add_argument("shards", type=Path, nargs="+")
+    m.add_argument("--out", type=Path, required=True)
+    m.set_defaults(func=cmd_merge)
+
+    i = sub.add_parser("info", help="show an index's settings and size")
+    i.add_argument("index", type=Path)
+    i.set_defaults(func=cmd_info)
+
+    s = sub.add_parser("search", help="search an index with a query photo")
+    s.add_argument("index", type=Path)
+    s.add_argument("query", type=Path)
+    region = s.add_mutually_exclusive_group()
+    region.add_argument("--box", help="x0,y0,x1,y1 in query pixels")
+    region.add_argument("--mask", type=Path, help="binary mask image (non-zero = object)")
+    s.add_argument(
+        "--mode", choices=["gs", "ls", "ws"], help="default: ls with a box/mask, else gs"
+    )
+    s.add_argument("--no-rerank", action="store_true", help="skip local reranking (no boxes)")
+    s.add_argument("--rerank-top", type=int, default=100)
+    s.add_argument("--no-aspect-filter", action="store_true")
+    s.add_argument("--no-pyramid", action="store_true")
+    s.add_argument("--qe", choices=["gqe", "lqe", "wqe"], help="query expansion after reranking")
+    s.add_argument("--qe-top", type=int, default=10)
+    s.add_argument("--augment", action="store_true", help="add flipped + zoomed-crop views")
+    s.add_argument("--backbone", help="fail unless the index was built with this backbone")
+    s.add_argument("--top", type=int, default=20)
+    s.add_argument("--json", action="store_true")
+    s.add_argument("--html", type=Path)
+    s.add_argument("--grid", type=Path, help="PNG grid of the top results with boxes")
+    add_device_argument(s)
+    s.set_defaults(func=cmd_search)
+    p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
+
+
+def _add_config_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", type=Path, help="YAML with IndexConfig fields (configs/retrieval/)")
+    p.add_argument("--backbone")
+    p.add_argument("--level", type=int, help="forward_features level: 3 = stride 16, 4 = stride 32")
+    p.add_argument("--scale", type=float, help="input rescaling factor")
+    p.add_argument("--max-side", type=int)
+    p.add_argument("--no-upsample", action="store_true")
+    p.add_argument("--codebook-size", type=int)
+    p.add_argument("--sample-images", type=int)
+    p.add_argument("--no-centre-prior", action="store_true")
+    p.add_argument("--chunk-size", type=int)
+
+
+def _config(args):
+    from beyondvis.retrieval.index import IndexConfig
+
+    data = {}
+    if args.config:
+        try:
+            data = yaml.safe_load(args.config.read_text(encoding="utf-8")) or {}
+        except (OSError, yaml.YAMLError) as exc:
+            raise CLIError(f"cannot read config {args.config}: {exc}") from None
+    try:
+        cfg = IndexConfig.from_dict(data)
+    except TypeError as exc:
+        raise CLIError(f"bad config {args.config}: {exc}") from None
+    f = cfg.features
+    for attr, value in [
+        ("backbone", args.backbone),
+        ("level", args.level),
+        ("scale", args.scale),
+        ("max_side", args.max_side),
+    ]:
+        if value is not None:
+            setattr(f, attr, value)
+    if args.no_upsample:
+        f.upsample = False
+    if args.codebook_size:
+        cfg.codebook_size = args.codebook_size
+    if args.sample_images:
+        cfg.sample_images = args.sample_images
+    if args.chunk_size:
+        cfg.chunk_size = args.chunk_size
+    if args.no_centre_prior:
+        cfg.centre_prior = False
+    return cfg
+
+
+def _photos(folder: Path) -> list[Path]:
+    from beyondvis.io import iter_image_paths
+
+    try:
+        paths = list(iter_image_paths(folder))
+    except FileNotFoundError as exc:
+        raise CLIError(str(exc)) from None
+    if not paths:
+        raise CLIError(f"no image files under {folder}")
+    return paths
+
+
+def _report_skipped(skipped: list[dict]) -> None:
+    for s in skipped:
+        log.warning("skipped %s: %s", s["path"], s["reason"])
+
+
+def _guard(fn):
+    from beyondvis.retrieval.features import BackboneMismatchError
+    from beyondvis.retrieval.index import IndexFormatError
+
+    try:
+        return fn()
+    except (IndexFormatError, BackboneMismatchError, ValueError) as exc:
+        raise CLIError(str(exc)) from None
+
+
+def cmd_train(args) -> int:
+    from beyondvis.device import resolve_device
+    from beyondvis.retrieval.features import LocalFeatureExtractor
+    from beyondvis.retrieval.index import fit_model, save_model_only
+
+    cfg = _config(args)
+    photos = _photos(args.photos)
+    extractor = LocalFeatureExtractor(cfg.features, device=str(resolve_device(args.device)))
+    model = _guard(lambda: fit_model(photos, cfg, extractor))
+    save_model_only(args.out, model)
+    print(f"model {model.fingerprint()} ({model.codebook.size} words) written to {args.out}")
+    return 0
+
+
+def cmd_build(args) -> int:
+    from beyondvis.device import resolve_device
+    from beyondvis.retrieval.index import build_index, load_model_only
+
+    photos = _photos(args.photos)
+    model = None
+    if args.model:
+        model = _guard(lambda: load_model_only(args.model))
+        cfg = model.config
+    else:
+        cfg = _config(args)
+    if args.shard:
+        try:
+            part, total = (int(v) for v in args.shard.split("/"))
+            assert 0 <= part < total
+        except (ValueError, AssertionError):
+            raise CLIError(f"--shard wants I/N with 0 <= I < N, got {args.shard!r}") from None
+        if model is None:
+            raise CLIError(
+                "a shard must use a shared codebook: fit one with `index train` and pass --model"
+            )
+        photos = photos[part::total]
+    device = str(resolve_device(args.device))
+    index = _guard(
+        lambda: build_index(photos, args.out, cfg, device=device, model=model, show_progress=True)
+    )
+    _report_skipped(index.skipped)
+    print(f"indexed {len(index)} image(s) into {args.out}; skipped {len(index.skipped)} unreadable")
+    return 0
+
+
+def cmd_add(args) -> int:
+    from beyondvis.device import resolve_device
+    from beyondvis.retrieval.index import add_to_index
+
+    photos = _photos(args.photos)
+    index, added, skipped = _guard(
+        lambda: add_to_index(args.index, photos, device=str(resolve_device(args.device)))
+    )
+    _report_skipped(skipped)
+    print(f"added {added} image(s); the index now holds {len(index)}")
+    return 0
+
+
+def cmd_merge(args) -> int:
+    from beyondvis.retrieval.index import merge_indexes
+
+    index = _guard(lambda: merge_indexes(args.shards, args.out))
+    print(f"merged {len(args.shards)} shard(s): {len(index)} image(s) in {args.out}")
+    return 0
+
+
+def cmd_info(args) -> int:
+    from beyondvis.retrieval.index import read_manifest
+
+    manifest = _guard(lambda: read_manifest(args.index))
+    print_json(manifest)
+    return 0
+
+
+def _parse_box(text: str) -> tuple[float, ...]:
+    try:
+        box = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        raise CLIError(f"--box wants x0,y0,x1,y1 numbers, got {text!r}") from None
+    if len(box) != 4 or not (box[2] > box[0] and box[3] > box[1]):
+        raise CLIError(f"--box wants x0,y0,x1,y1 with x0 < x1 and y0 < y1, got {text!r}")
+    return box
+
+
+def cmd_search(args) -> int:
+    from beyondvis.device import resolve_device
+    from beyondvis.io import ImageLoadError, load_image
+    from beyondvis.retrieval.engine import QueryEncoder
+    from beyondvis.retrieval.index import BLCFIndex
+    from beyondvis.retrieval.rerank import RerankConfig
+    from beyondvis.retrieval.search import SearchConfig
+
+    index = _guard(lambda: BLCFIndex.load(args.index))
+    if args.backbone:
+        _guard(lambda: index.check_backbone(args.backbone))
+    try:
+        image = load_image(args.query)
+    except ImageLoadError as exc:
+        raise CLIError(str(exc)) from None
+    box = _parse_box(args.box) if args.box else None
+    mask = None
+    if args.mask:
+        try:
+            mask_img = load_image(args.mask)
+        except ImageLoadError as exc:
+            raise CLIError(str(exc)) from None
+        if mask_img.size != image.size:
+            raise CLIError(f"mask is {mask_img.size}, query is {image.size}: sizes must match")
+        mask = np.asarray(mask_img.convert("L")) > 0
+        if not mask.any():
+            raise CLIError(f"mask {args.mask} is empty")
+    if box is not None:
+        w, h = image.size
+        box = (max(box[0], 0), max(box[1], 0), min(box[2], w), min(box[3], h))
+        if not (box[2] > box[0] and box[3] > box[1]):
+            raise CLIError(f"--box lies outside the {w}x{h} query image")
+    mode = args.mode or ("ls" if (box is not None or mask is not None) else "gs")
+    rcfg = RerankConfig(
+        top_k=args.rerank_top,
+        aspect_threshold=None if args.no_aspect_filter else 0.4,
+        pyramid_levels=1 if args.no_pyramid else 2,
+    )
+    scfg = _guard(
+        lambda: SearchConfig(
+            mode=mode,
+            rerank=not args.no_rerank,
+            rerank_config=rcfg,
+            qe=args.qe,
+            qe_top=args.qe_top,
+            centre_prior=index.config.centre_prior,
+        )
+    )
+    encoder = QueryEncoder.for_index(index, device=str(resolve_device(args.device)))
+    views = _guard(lambda: encoder.views(image, box=box, mask=mask, augment=args.augment))
+    ranking = _guard(lambda: index.searcher().search(views, scfg))
+    results = [
+        {
+            "image": index.paths[int(i)],
+            "score": float(s),
+            "box": [round(float(v), 1) for v in ranking.boxes[int(i)]]
+            if int(i) in ranking.boxes
+            else None,
+        }
+        for i, s in zip(ranking.ids[: args.top], ranking.scores[: args.top])
+    ]
+    qbox = views[0].box_pixels
+    if args.grid:
+        from beyondvis.retrieval.visualize import render_grid
+
+        render_grid(str(args.query), qbox, results, args.grid)
+    if args.html:
+        from beyondvis.retrieval.visualize import render_html
+
+        render_html(str(args.query), qbox, results, args.html)
+    if args.json:
+        print_json({"results": results})
+    else:
+        for k, r in enumerate(results, 1):
+            box_text = "" if r["box"] is None else "  box " + ",".join(f"{v:.0f}" for v in r["box"])
+            print(f"{k:3d}  {r['score']:.4f}  {r['image']}{box_text}")
+    return 0

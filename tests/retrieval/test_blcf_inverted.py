@@ -1,0 +1,47 @@
+import numpy as np
+import scipy.sparse as sp
+
+from beyondvis.retrieval.bow import bow, bow_matrix
+from beyondvis.retrieval.inverted import InvertedIndex
+
+
+def _dense_cosine(bows, q, idf):
+    d = bows * idf
+    d = d / np.linalg.norm(d, axis=1, keepdims=True)
+    qv = q * idf
+    return d @ (qv / np.linalg.norm(qv))
+
+
+def test_scores_equal_brute_force_tfidf_cosine():
+    rng = np.random.default_rng(1)
+    maps = [rng.integers(0, 50, (6, 8)) for _ in range(30)]
+    bows = bow_matrix(maps, 50)
+    index = InvertedIndex.from_bows(bows)
+    df = (bows.toarray() > 0).sum(0)
+    idf = np.where(df > 0, np.log(30 / np.maximum(df, 1)), 0)
+    q = bow(maps[4][:3, :3], 50)
+    assert np.allclose(index.scores(q), _dense_cosine(bows.toarray(), q, idf), atol=1e-5)
+    ids, scores = index.search(bow(maps[4], 50), top_k=3)
+    assert ids[0] == 4 and np.isclose(scores[0], 1.0, atol=1e-5)
+    assert np.all(np.diff(scores) <= 0)
+
+
+def test_no_tfidf_is_plain_cosine():
+    bows = sp.csr_matrix(np.array([[1, 0, 1], [0, 2, 0]], np.float32))
+    index = InvertedIndex.from_bows(bows, tfidf=False)
+    assert np.allclose(index.scores(np.array([1, 0, 0])), [1 / np.sqrt(2), 0])
+
+
+def test_add_equals_building_at_once():
+    rng = np.random.default_rng(2)
+    maps = [rng.integers(0, 40, (5, 5)) for _ in range(12)]
+    full = InvertedIndex.from_bows(bow_matrix(maps, 40))
+    part = InvertedIndex.from_bows(bow_matrix(maps[:7], 40))
+    part.add(bow_matrix(maps[7:], 40))
+    q = bow(maps[9], 40)
+    assert np.allclose(full.scores(q), part.scores(q), atol=1e-6)
+
+
+def test_query_with_unknown_words_only_scores_zero():
+    index = InvertedIndex.from_bows(sp.csr_matrix(np.eye(3, 5, dtype=np.float32)))
+    assert not index.scores(np.array([0, 0, 0, 0, 1.0])).any()
