@@ -1,0 +1,53 @@
+"""A real 2-process DistributedDataParallel run on CPU (gloo), launched like torchrun does."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import torch.distributed as dist
+
+TASK = Path(__file__).with_name("tiny_task.py")
+
+
+@pytest.mark.skipif(not dist.is_available(), reason="torch built without distributed support")
+def test_two_process_ddp_matches_single_process_with_same_global_batch(tmp_path):
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    for var in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"):
+        env.pop(var, None)
+    ddp_dir, single_dir = tmp_path / "ddp", tmp_path / "single"
+    # No dropout: the ranks draw different dropout masks than one process would.
+    common = ["--epochs", "2", "--dropout", "0"]
+    ddp = subprocess.Popen(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+         str(TASK), str(ddp_dir), "--batch-size", "4", *common],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    single = subprocess.run(
+        [sys.executable, str(TASK), str(single_dir), "--batch-size", "8", *common],
+        env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    ddp_out, _ = ddp.communicate(timeout=120)
+    assert ddp.returncode == 0, ddp_out
+    assert single.returncode == 0, single.stdout + single.stderr
+
+    rank0 = torch.load(ddp_dir / "final_rank0.pt", weights_only=True)
+    rank1 = torch.load(ddp_dir / "final_rank1.pt", weights_only=True)
+    reference = torch.load(single_dir / "final_rank0.pt", weights_only=True)
+    for key in rank0:
+        assert torch.equal(rank0[key], rank1[key]), f"ranks disagree on {key}"
+        # Per-rank batches of 4 are the two halves of the single-process batch of 8, and DDP
+        # averages the gradients, so only float summation order differs.
+        torch.testing.assert_close(rank0[key], reference[key], rtol=1e-5, atol=1e-6)
+    # Rank 0 alone wrote the run's files; the loss went down.
+    assert not list(ddp_dir.glob("*rank1*.csv"))
+    lines = (ddp_dir / "metrics.csv").read_text().splitlines()
+    header = lines[0].split(",")
+    epoch_rows = [dict(zip(header, line.split(","))) for line in lines[1:] if ",epoch," in line]
+    losses = [float(row["train_loss"]) for row in epoch_rows]
+    assert len(losses) == 2 and losses[1] < losses[0]
+    assert "steps=16 epochs=2" in ddp_out

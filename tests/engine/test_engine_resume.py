@@ -1,0 +1,67 @@
+"""Exact resume: a run killed mid-epoch and resumed ends with the same weights as an unbroken run."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+
+from beyondvis.engine import load_checkpoint
+
+TASK = Path(__file__).with_name("tiny_task.py")
+
+
+def run_task(out_dir: Path, *args: str, expect_rc: int = 0) -> subprocess.CompletedProcess:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env.pop("WORLD_SIZE", None)
+    proc = subprocess.run(
+        [sys.executable, str(TASK), str(out_dir), *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == expect_rc, proc.stdout + proc.stderr
+    return proc
+
+
+def final_weights(out_dir: Path) -> dict[str, torch.Tensor]:
+    return torch.load(out_dir / "final_rank0.pt", weights_only=True)
+
+
+def test_killed_run_resumes_to_identical_weights(tmp_path):
+    full, broken = tmp_path / "full", tmp_path / "broken"
+    run_task(full)
+    # 60 items / batch 8 = 8 steps per epoch; step 11 is inside epoch 2. The last periodic
+    # checkpoint is at step 9, so steps 10-11 are lost and must be replayed identically.
+    run_task(broken, "--kill-at", "11", expect_rc=3)
+    assert not (broken / "final_rank0.pt").exists()
+    ckpt = load_checkpoint(broken / "last.pt")
+    assert (ckpt["step"], ckpt["epoch"], ckpt["batch_in_epoch"]) == (9, 1, 1)
+    assert ckpt["extra"] == {"task": "tiny"}
+    run_task(broken)
+
+    a, b = final_weights(full), final_weights(broken)
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+    # The logged history is the same too (rows replayed after the checkpoint are not doubled).
+    rows_full = (full / "metrics.csv").read_text().splitlines()
+    rows_broken = (broken / "metrics.csv").read_text().splitlines()
+    assert rows_full == rows_broken
+    last = load_checkpoint(broken / "last.pt")
+    assert last["step"] == 24 and last["epoch"] == 3
+
+
+def test_finished_run_is_not_trained_again(tmp_path):
+    out = tmp_path / "run"
+    run_task(out, "--epochs", "1")
+    before = load_checkpoint(out / "last.pt")
+    proc = run_task(out, "--epochs", "1")
+    assert "steps=8 epochs=1" in proc.stdout
+    after = load_checkpoint(out / "last.pt")
+    for key in before["model"]:
+        assert torch.equal(before["model"][key], after["model"][key])
