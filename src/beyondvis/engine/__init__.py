@@ -20,6 +20,13 @@ from beyondvis.engine.config import (
     save_config,
 )
 from beyondvis.engine.distributed import DistContext, ResumableSampler, init_distributed
+from beyondvis.engine.features import (
+    CACHE_FORMAT_VERSION,
+    CachedFeatureDataset,
+    FeatureCache,
+    FeatureCacheError,
+    cache_features,
+)
 from beyondvis.engine.metrics import MetricsLogger
 from beyondvis.engine.seeding import get_rng_state, seed_everything, seed_worker, set_rng_state
 from beyondvis.engine.trainer import (
@@ -31,6 +38,11 @@ from beyondvis.engine.trainer import (
 )
 
 __all__ = [
+    "CACHE_FORMAT_VERSION",
+    "CachedFeatureDataset",
+    "FeatureCache",
+    "FeatureCacheError",
+    "cache_features",
     "FORMAT_VERSION",
     "CheckpointError",
     "ConfigError",
