@@ -54,8 +54,9 @@ class MarkovToy:
         state.length += tokens.shape[1]
         return self.logits[tokens]
 
-    def __call__(self, tokens, conditions=None):  # teacher forcing, for use_cache=False
-        return self.logits[tokens]
+    def __call__(self, tokens, conditions=None, last_only=False):  # for use_cache=False
+        out = self.logits[tokens]
+        return out[:, -1:] if last_only else out
 
 
 def toy_image(batch: int = 1) -> torch.Tensor:

@@ -212,15 +212,20 @@ class InstructionDecoder(nn.Module):
         image_features: Tensor | None = None,
         ingredient_ids: Tensor | None = None,
         conditions: Mapping[str, Condition] | None = None,
+        last_only: bool = False,
     ) -> Tensor:
-        """Teacher forcing: input words (B, T) (starting with bos) -> logits (B, T, V)."""
+        """Teacher forcing: input words (B, T) (starting with bos) -> logits (B, T, V).
+
+        ``last_only`` returns the logits of the last position only, (B, 1, V) (what uncached
+        decoding needs; it spares the vocabulary projection of every earlier position).
+        """
         if conditions is None:
             conditions = self.encode_conditions(image_features, ingredient_ids)
         memories = self.precompute(conditions)
         x = self._embed_words(tokens, 0)
         for layer, mem in zip(self.layers, memories):
             x = layer(x, mem)
-        return self._logits(x)
+        return self._logits(x[:, -1:] if last_only else x)
 
     # -- incremental decoding -------------------------------------------------------------------
     def start(

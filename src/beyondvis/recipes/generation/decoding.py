@@ -77,7 +77,7 @@ def _step_logprobs(
     if use_cache:
         logits = decoder.step(state, prefix[:, -1:])[:, -1]
     else:
-        logits = decoder(prefix, conditions=conditions)[:, -1]
+        logits = decoder(prefix, conditions=conditions, last_only=True)[:, -1]
     return torch.log_softmax(logits.float(), dim=-1)
 
 
