@@ -10,7 +10,14 @@ import pytest
 import torch
 from helpers_generation import SPECIAL, tiny_decoder, tiny_inputs
 
-from beyondvis.recipes.generation import Condition, beam_search, greedy_decode, sample_decode
+from beyondvis.recipes.generation import (
+    DECODING,
+    Condition,
+    beam_search,
+    generate,
+    greedy_decode,
+    sample_decode,
+)
 
 A, B = 4, 5
 VOCAB = 6
@@ -206,3 +213,16 @@ def test_outputs_never_contain_pad_or_bos_and_end_at_eos():
             assert len(seq) == n
             assert SPECIAL.pad not in seq and SPECIAL.bos not in seq
             assert SPECIAL.eos not in seq[:-1]
+
+
+def test_generate_dispatches_by_name():
+    dec = tiny_decoder(seed=4)
+    image, ingredients, _ = tiny_inputs(seed=6)
+    assert DECODING.names() == ["beam", "greedy", "sample"]
+    assert (
+        generate(dec, "beam", image, ingredients, beam_size=3).sequences()
+        == beam_search(dec, image, ingredients, beam_size=3).sequences()
+    )
+    assert generate(dec, "greedy", image, ingredients, max_len=5).tokens.shape[1] <= 5
+    with pytest.raises(KeyError, match="unknown decoding method"):
+        generate(dec, "nucleus", image, ingredients)

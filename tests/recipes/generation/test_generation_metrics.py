@@ -10,52 +10,50 @@ import torch
 
 from beyondvis.recipes.generation import (
     IngredientMatcher,
+    IngredientSetMetrics,
     MentionMetrics,
     PerplexityMeter,
-    SetMetrics,
     perplexity,
-    precision_at_k,
     to_multi_hot,
 )
 from beyondvis.recipes.generation.metrics import word_key
 
 
-def test_set_metrics_accumulate_over_batches():
-    m = SetMetrics(num_classes=5)
-    m.update(to_multi_hot([[0, 1], [2]], 5), to_multi_hot([[0], [2, 3]], 5))
-    m.update(to_multi_hot([[0]], 5), to_multi_hot([[]], 5))
+def test_ingredient_set_metrics_accumulate_over_batches():
+    m = IngredientSetMetrics(num_labels=5, topk=(1, 2))
+    m.update(
+        to_multi_hot([[0, 1], [2]], 5),
+        to_multi_hot([[0], [2, 3]], 5),
+        scores=torch.tensor([[0.9, 0.8, 0.1, 0.0, 0.0], [0.1, 0.2, 0.9, 0.3, 0.0]]),
+    )
+    m.update(to_multi_hot([[0]], 5), to_multi_hot([[]], 5), scores=torch.eye(5)[:1])
     out = m.compute()
     # TP = 2, FP = 2 (class 1 in row 0, class 0 in row 2), FN = 1 (class 3 in row 1).
     assert out["iou"] == pytest.approx(2 / 5)
-    assert out["f1"] == pytest.approx(4 / 7)
+    assert out["f1"] == out["o_f1"] == pytest.approx(4 / 7)
     assert out["precision"] == pytest.approx(0.5)
     assert out["recall"] == pytest.approx(2 / 3)
-    assert out["card_error"] == pytest.approx(1.0) and out["card_error_std"] == pytest.approx(0)
+    assert out["card_err"] == pytest.approx(1.0) and out["card_err_std"] == pytest.approx(0)
     assert out["pred_size"] == pytest.approx(4 / 3)
-    assert out["num_samples"] == 3
-    per_class = m.per_class_f1()
-    np.testing.assert_allclose(per_class[:4], [2 / 3, 0.0, 1.0, 0.0])
-    assert math.isnan(per_class[4])  # never predicted, never present
+    assert out["pred_size_std"] == pytest.approx(math.sqrt(2 / 9))
+    # P@1: hits 1, 1, 0 of 1; P@2: 1, 2, 0 of 2.
+    assert out["p@1"] == pytest.approx(2 / 3)
+    assert out["p@2"] == pytest.approx(0.5)
+    per_ingredient = m.per_ingredient_f1()
+    np.testing.assert_allclose(per_ingredient[:4], [2 / 3, 0.0, 1.0, 0.0])
+    assert math.isnan(per_ingredient[4])  # never predicted, never present
 
 
 def test_set_metrics_validation():
-    m = SetMetrics(3)
-    with pytest.raises(ValueError, match="no samples"):
+    m = IngredientSetMetrics(3)
+    with pytest.raises(ValueError):
         m.compute()
-    with pytest.raises(ValueError, match=r"\(N, 3\)"):
+    with pytest.raises(ValueError, match=r"\(B, 3\)"):
         m.update(torch.zeros(2, 4, dtype=torch.bool), torch.zeros(2, 4, dtype=torch.bool))
     with pytest.raises(ValueError, match="label outside"):
         to_multi_hot([[3]], 3)
-
-
-def test_precision_at_k():
-    scores = torch.tensor([[0.9, 0.8, 0.1, 0.0], [0.1, 0.2, 0.9, 0.3]])
-    target = torch.tensor([[1, 0, 0, 1], [0, 0, 1, 1]])
-    assert precision_at_k(scores, target, 2) == pytest.approx(0.75)
-    assert precision_at_k(scores, target, 1) == pytest.approx(1.0)
-    assert precision_at_k(scores, target, 4) == pytest.approx(0.5)
-    with pytest.raises(ValueError, match="k must"):
-        precision_at_k(scores, target, 5)
+    with pytest.raises(ValueError, match="num_labels"):
+        IngredientSetMetrics(0)
 
 
 def test_perplexity_corpus_and_per_recipe():

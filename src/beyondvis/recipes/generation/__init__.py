@@ -17,8 +17,10 @@ from beyondvis.recipes.generation.decoder import (
     sequence_nll,
 )
 from beyondvis.recipes.generation.decoding import (
+    DECODING,
     Generation,
     beam_search,
+    generate,
     greedy_decode,
     sample_decode,
 )
@@ -26,11 +28,10 @@ from beyondvis.recipes.generation.dedup import dedup_ingredient_batch, dedup_ing
 from beyondvis.recipes.generation.fusion import FUSIONS, Condition
 from beyondvis.recipes.generation.metrics import (
     IngredientMatcher,
+    IngredientSetMetrics,
     MentionMetrics,
     PerplexityMeter,
-    SetMetrics,
     perplexity,
-    precision_at_k,
     to_multi_hot,
 )
 from beyondvis.recipes.generation.sequences import (
@@ -41,6 +42,7 @@ from beyondvis.recipes.generation.sequences import (
 
 __all__ = [
     "CONDITION_NAMES",
+    "DECODING",
     "FUSIONS",
     "IMAGE",
     "INGREDIENTS",
@@ -49,18 +51,18 @@ __all__ = [
     "DecoderState",
     "Generation",
     "IngredientMatcher",
+    "IngredientSetMetrics",
     "InstructionDecoder",
     "MentionMetrics",
     "PerplexityMeter",
-    "SetMetrics",
     "SpecialTokens",
     "beam_search",
     "dedup_ingredient_batch",
     "dedup_ingredients",
     "encode_recipe",
+    "generate",
     "greedy_decode",
     "perplexity",
-    "precision_at_k",
     "sample_decode",
     "sequence_nll",
     "split_recipe",

@@ -18,6 +18,7 @@ from torch import Tensor
 
 from beyondvis.recipes.generation.decoder import InstructionDecoder
 from beyondvis.recipes.generation.fusion import Condition
+from beyondvis.registry import Registry
 
 
 @dataclass
@@ -276,3 +277,21 @@ def beam_search(
         tokens[b, : len(seq)] = torch.tensor(seq, dtype=torch.long, device=device)
     scores = torch.tensor([s for s, _ in best], device=device)
     return Generation(tokens, lengths, scores)
+
+
+DECODING: Registry[Generation] = Registry("decoding method")
+DECODING.register("greedy")(greedy_decode)
+DECODING.register("beam")(beam_search)
+DECODING.register("sample")(sample_decode)
+
+
+def generate(
+    decoder: InstructionDecoder,
+    method: str = "greedy",
+    image_features: Tensor | None = None,
+    ingredient_ids: Tensor | None = None,
+    **options,
+) -> Generation:
+    """Decode with a method chosen by name (``greedy``, ``beam``, ``sample``), e.g. from a CLI
+    flag; ``options`` go to that method (``beam_size``, ``top_k``, ``max_len``, ...)."""
+    return DECODING.create(method, decoder, image_features, ingredient_ids, **options)

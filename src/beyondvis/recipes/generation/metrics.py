@@ -2,8 +2,8 @@
 
 * perplexity of the instruction decoder (corpus-level and mean per-recipe);
 * ingredient-set metrics from TP/FP/FN accumulated over a whole split (Pascal VOC style):
-  IoU, F1, per-ingredient F1, cardinality error and mean predicted set size (Tables 9.1, 9.2);
-* precision@K of ranked ingredient scores (Figure 9.3);
+  IoU, F1, P@K and cardinality error come from ``beyondvis.sets.metrics``; added here are
+  per-ingredient F1 and the mean predicted set size (Tables 9.1, 9.2, Figure 9.3);
 * precision/recall of the ingredients mentioned in generated instructions against the reference
   ingredients (Table 9.3 right).
 """
@@ -17,6 +17,8 @@ from collections.abc import Iterable, Mapping, Sequence
 import numpy as np
 import torch
 from torch import Tensor
+
+from beyondvis.sets.metrics import SetMetrics
 
 
 # --------------------------------------------------------------------------------- perplexity
@@ -75,78 +77,44 @@ def to_multi_hot(label_lists: Iterable[Iterable[int]], num_classes: int) -> Tens
     return out
 
 
-class SetMetrics:
-    """Accumulates predicted vs true ingredient sets over a split.
+class IngredientSetMetrics(SetMetrics):
+    """The image-to-set metrics of ``beyondvis.sets`` plus the chapter-9 extras.
 
-    Global IoU = TP / (TP + FP + FN) and F1 = 2TP / (2TP + FP + FN) from the summed counts;
-    per-ingredient F1 from per-class counts (NaN for an ingredient neither predicted nor present);
-    cardinality error = |#predicted - #true| per image (mean and std), and the predicted size.
+    Inherited (same counts, same definitions): global ``iou`` = TP / (TP + FP + FN) and ``o_f1``
+    = 2TP / (2TP + FP + FN) from counts summed over the split, ``card_err``, ``p@K`` (pass
+    ``scores`` to :meth:`update`; the K values are ``topk``). Added: ``f1`` (the thesis' name
+    for ``o_f1``), micro ``precision``/``recall``, ``card_err_std``, the mean predicted set size
+    ``pred_size`` (Table 9.2) and :meth:`per_ingredient_f1` (Figure 9.3 right).
     """
 
-    def __init__(self, num_classes: int) -> None:
-        if num_classes < 1:
-            raise ValueError("num_classes must be >= 1")
-        self.num_classes = num_classes
-        self.tp = np.zeros(num_classes, dtype=np.int64)
-        self.fp = np.zeros(num_classes, dtype=np.int64)
-        self.fn = np.zeros(num_classes, dtype=np.int64)
-        self.card_errors: list[np.ndarray] = []
-        self.pred_sizes: list[np.ndarray] = []
+    def __init__(self, num_labels: int, topk: Sequence[int] = (1, 5, 10, 15, 20)) -> None:
+        if num_labels < 1:
+            raise ValueError("num_labels must be >= 1")
+        super().__init__(num_labels, topk=topk)
 
-    def update(self, pred: Tensor | np.ndarray, target: Tensor | np.ndarray) -> None:
-        """Multi-hot (N, C) predictions and targets (use :func:`to_multi_hot` for label lists)."""
-        pred = np.asarray(torch.as_tensor(pred).cpu(), dtype=bool)
-        target = np.asarray(torch.as_tensor(target).cpu(), dtype=bool)
-        if pred.shape != target.shape or pred.ndim != 2 or pred.shape[1] != self.num_classes:
-            raise ValueError(
-                f"expected (N, {self.num_classes}) arrays, got {pred.shape} and {target.shape}"
-            )
-        self.tp += (pred & target).sum(axis=0)
-        self.fp += (pred & ~target).sum(axis=0)
-        self.fn += (~pred & target).sum(axis=0)
-        pred_size = pred.sum(axis=1)
-        self.card_errors.append(np.abs(pred_size - target.sum(axis=1)))
-        self.pred_sizes.append(pred_size)
+    def per_ingredient_f1(self) -> np.ndarray:
+        """F1 of each ingredient; NaN for one never present nor predicted (nothing to score).
 
-    def per_class_f1(self) -> np.ndarray:
+        (``c_f1`` counts those as 1, as the image-to-set study does; a per-ingredient plot
+        should leave them out instead.)
+        """
         denom = 2 * self.tp + self.fp + self.fn
-        with np.errstate(invalid="ignore", divide="ignore"):
-            return np.where(denom > 0, 2 * self.tp / np.maximum(denom, 1), np.nan)
+        return np.where(denom > 0, 2 * self.tp / np.maximum(denom, 1), np.nan)
 
     def compute(self) -> dict[str, float]:
-        if not self.card_errors:
-            raise ValueError("no samples seen")
+        out = super().compute()
         tp, fp, fn = int(self.tp.sum()), int(self.fp.sum()), int(self.fn.sum())
-        card = np.concatenate(self.card_errors).astype(float)
-        size = np.concatenate(self.pred_sizes).astype(float)
-
-        def ratio(num: float, den: float) -> float:
-            return num / den if den else 0.0
-
-        return {
-            "iou": ratio(tp, tp + fp + fn),
-            "f1": ratio(2 * tp, 2 * tp + fp + fn),
-            "precision": ratio(tp, tp + fp),
-            "recall": ratio(tp, tp + fn),
-            "card_error": float(card.mean()),
-            "card_error_std": float(card.std()),
-            "pred_size": float(size.mean()),
-            "pred_size_std": float(size.std()),
-            "num_samples": float(card.size),
-        }
-
-
-def precision_at_k(scores: Tensor, target: Tensor, k: int) -> float:
-    """Mean over images of (#true ingredients among the ``k`` highest scores) / k."""
-    if scores.shape != target.shape or scores.dim() != 2:
-        raise ValueError(f"expected equal (N, C) shapes, got {scores.shape} and {target.shape}")
-    if not 1 <= k <= scores.shape[1]:
-        raise ValueError(f"k must be in [1, {scores.shape[1]}]")
-    if scores.shape[0] == 0:
-        raise ValueError("no samples")
-    top = scores.topk(k, dim=1).indices
-    hits = target.bool().gather(1, top).sum(dim=1).float()
-    return float((hits / k).mean())
+        pred = np.asarray(self.pred_card, dtype=float)
+        errors = np.abs(pred - np.asarray(self.true_card, dtype=float))
+        out.update(
+            f1=out["o_f1"],
+            precision=tp / (tp + fp) if tp + fp else 0.0,
+            recall=tp / (tp + fn) if tp + fn else 0.0,
+            card_err_std=float(errors.std()),
+            pred_size=float(pred.mean()),
+            pred_size_std=float(pred.std()),
+        )
+        return out
 
 
 # ---------------------------------------------------------- ingredients named in instructions
