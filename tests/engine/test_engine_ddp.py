@@ -11,7 +11,11 @@ import pytest
 import torch
 import torch.distributed as dist
 
+from beyondvis.engine import FeatureCache
+
 TASK = Path(__file__).with_name("tiny_task.py")
+sys.path.insert(0, str(TASK.parent))
+from tiny_task import NoisyPoints  # noqa: E402
 
 
 @pytest.mark.skipif(not dist.is_available(), reason="torch built without distributed support")
@@ -24,7 +28,7 @@ def test_two_process_ddp_matches_single_process_with_same_global_batch(tmp_path)
     common = ["--epochs", "2", "--dropout", "0"]
     ddp = subprocess.Popen(
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-         str(TASK), str(ddp_dir), "--batch-size", "4", *common],
+         str(TASK), str(ddp_dir), "--batch-size", "4", "--cache", *common],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
     single = subprocess.run(
@@ -51,3 +55,14 @@ def test_two_process_ddp_matches_single_process_with_same_global_batch(tmp_path)
     losses = [float(row["train_loss"]) for row in epoch_rows]
     assert len(losses) == 2 and losses[1] < losses[0]
     assert "steps=16 epochs=2" in ddp_out
+
+    # Feature caching under the same 2-process group: the ranks split the items, rank 0 writes
+    # the meta, and both see the complete cache.
+    assert "rank0 cached=60" in ddp_out and "rank1 cached=60" in ddp_out
+    cache = FeatureCache(ddp_dir / "cache")
+    first_layer = torch.nn.Linear(5, 16)
+    first_layer.load_state_dict({k[2:]: v for k, v in rank0.items() if k.startswith("0.")})
+    inputs = torch.stack([torch.as_tensor(NoisyPoints().x[i]) for i in range(60)])
+    with torch.no_grad():
+        expected = first_layer(inputs)
+    torch.testing.assert_close(torch.stack([cache[i] for i in range(60)]), expected)

@@ -12,6 +12,8 @@ import torch
 from beyondvis.engine import load_checkpoint
 
 TASK = Path(__file__).with_name("tiny_task.py")
+sys.path.insert(0, str(TASK.parent))
+from tiny_task import build  # noqa: E402
 
 
 def run_task(out_dir: Path, *args: str, expect_rc: int = 0) -> subprocess.CompletedProcess:
@@ -57,11 +59,19 @@ def test_killed_run_resumes_to_identical_weights(tmp_path):
 
 
 def test_finished_run_is_not_trained_again(tmp_path):
-    out = tmp_path / "run"
-    run_task(out, "--epochs", "1")
-    before = load_checkpoint(out / "last.pt")
-    proc = run_task(out, "--epochs", "1")
-    assert "steps=8 epochs=1" in proc.stdout
-    after = load_checkpoint(out / "last.pt")
+    out = str(tmp_path / "run")
+    first = build(out, epochs=1, batch_size=8, dropout=0.3, kill_at=None).fit()
+    assert first.steps == 8
+    before = load_checkpoint(tmp_path / "run" / "last.pt")
+    trainer = build(out, epochs=1, batch_size=8, dropout=0.3, kill_at=None)
+
+    def must_not_train(model, batch):
+        raise AssertionError("a finished run trained again")
+
+    trainer.step_fn = must_not_train
+    again = trainer.fit()
+    assert again.steps == 8 and again.epochs == 1 and again.history == first.history
+    after = load_checkpoint(tmp_path / "run" / "last.pt")
+    assert after["step"] == before["step"]
     for key in before["model"]:
         assert torch.equal(before["model"][key], after["model"][key])

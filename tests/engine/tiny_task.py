@@ -15,7 +15,7 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
-from beyondvis.engine import TrainConfig, Trainer, load_config, seed_everything
+from beyondvis.engine import TrainConfig, Trainer, cache_features, load_config, seed_everything
 
 N_ITEMS = 60
 
@@ -99,9 +99,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--dropout", type=float, default=0.3)
+    parser.add_argument("--cache", action="store_true", help="also cache features (DDP test)")
     parser.add_argument("overrides", nargs="*")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
+    if args.cache and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        # A group the caller created is reused by the engine and left open for later work.
+        torch.distributed.init_process_group("gloo")
     trainer = build(
         args.out_dir,
         epochs=args.epochs,
@@ -115,6 +119,14 @@ def main(argv: list[str] | None = None) -> int:
     torch.save(trainer.model.state_dict(), os.path.join(args.out_dir, f"final_rank{rank}.pt"))
     if rank == 0:
         print(f"steps={result.steps} epochs={result.epochs} best={result.best_metric}")
+    if args.cache:
+        data = NoisyPoints()
+        cache = cache_features(
+            trainer.model[0], data.x, os.path.join(args.out_dir, "cache"), batch_size=7
+        )
+        print(f"rank{rank} cached={len(cache)}")
+        if torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
     return 0
 
 
