@@ -1,0 +1,76 @@
+"""``beyondvis classify IMAGE``: ImageNet top-k of one image, proof that the weights are real."""
+
+from __future__ import annotations
+
+import argparse
+
+import torch
+
+from beyondvis.cli.common import CLIError, add_device_argument, print_json
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    from beyondvis.backbones import DEFAULT_BACKBONE, list_backbones
+
+    parser = subparsers.add_parser(
+        "classify",
+        help="ImageNet top-k classes of an image with a pretrained backbone",
+        description="Print the ImageNet top-k classes of IMAGE.",
+    )
+    parser.add_argument("image", metavar="IMAGE", help="image file (any format Pillow reads)")
+    parser.add_argument(
+        "--top", type=int, default=5, metavar="K", help="classes to show (default 5)"
+    )
+    parser.add_argument("--json", action="store_true", help="print {'predictions': [...]} as JSON")
+    parser.add_argument(
+        "--backbone",
+        default=DEFAULT_BACKBONE,
+        choices=list_backbones(),
+        help=f"model (default {DEFAULT_BACKBONE})",
+    )
+    parser.add_argument("--weights", metavar="PATH", help="weights file instead of the default")
+    add_device_argument(parser)
+    parser.set_defaults(func=run)
+
+
+def classify_image(image, backbone, device: torch.device, top: int) -> list[dict]:
+    from beyondvis.backbones import imagenet_labels
+
+    labels = imagenet_labels()
+    x = backbone.transform()(image).unsqueeze(0).to(device)
+    with torch.inference_mode():
+        probs = backbone.classify(x).float().softmax(dim=-1)[0].cpu()
+    values, indices = probs.topk(min(top, probs.numel()))
+    return [
+        {"index": int(i), "label": labels[int(i)], "prob": round(float(p), 4)}
+        for p, i in zip(values, indices)
+    ]
+
+
+def run(args: argparse.Namespace) -> int:
+    from beyondvis.backbones import WeightsNotFoundError, create_backbone
+    from beyondvis.device import resolve_device
+    from beyondvis.io import ImageLoadError, load_image
+
+    if args.top < 1:
+        raise CLIError("--top must be at least 1")
+    try:
+        device = resolve_device(args.device)
+    except ValueError as exc:
+        raise CLIError(str(exc)) from None
+    try:
+        image = load_image(args.image)
+    except ImageLoadError as exc:
+        raise CLIError(str(exc)) from None
+    try:
+        backbone = create_backbone(args.backbone, pretrained=True, weights=args.weights)
+    except (WeightsNotFoundError, ValueError) as exc:
+        raise CLIError(str(exc)) from None
+    predictions = classify_image(image, backbone.to(device), device, args.top)
+    if args.json:
+        print_json({"predictions": predictions})
+    else:
+        width = max(len(p["label"]) for p in predictions)
+        for p in predictions:
+            print(f"{p['index']:4d}  {p['label']:<{width}}  {p['prob']:.4f}")
+    return 0

@@ -1,0 +1,61 @@
+"""``beyondvis classify``: real ImageNet classes for scikit-image's photos, clear errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from beyondvis.cli.main import main
+
+
+@pytest.fixture(scope="module")
+def samples() -> Path:
+    skimage_data = pytest.importorskip("skimage.data")
+    return Path(skimage_data.__file__).parent
+
+
+def classify_json(capsys, *argv):
+    assert main(["classify", *map(str, argv), "--json"]) == 0
+    return json.loads(capsys.readouterr().out)["predictions"]
+
+
+def test_chelsea_is_a_cat(samples, capsys):
+    predictions = classify_json(capsys, samples / "chelsea.png", "--top", "3", "--device", "cpu")
+    assert len(predictions) == 3
+    assert set(predictions[0]) == {"index", "label", "prob"}
+    assert 281 <= predictions[0]["index"] <= 285
+    probs = [p["prob"] for p in predictions]
+    assert probs == sorted(probs, reverse=True) and 0 < sum(probs) <= 1.0001
+
+
+def test_coffee_is_espresso_in_text_output(samples, capsys):
+    assert main(["classify", str(samples / "coffee.png"), "--top", "2"]) == 0
+    first = capsys.readouterr().out.splitlines()[0].split()
+    assert first[0] == "967" and first[1] == "espresso"
+
+
+def test_bad_image_is_an_error_with_exit_code_1(tmp_path, capsys):
+    bad = tmp_path / "bad.jpg"
+    bad.write_bytes(b"not an image")
+    assert main(["classify", str(bad)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: cannot load image {bad}: ")
+
+
+def test_missing_weights_name_the_file(samples, tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(torch.hub, "_hub_dir", str(tmp_path / "hub"))
+    assert main(["classify", str(samples / "coffee.png"), "--backbone", "resnet50"]) == 1
+    assert "'resnet50-0676ba61.pth'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "argv, message", [(["--top", "0"], "--top"), (["--device", "cuda:7"], "device")]
+)
+def test_bad_options(samples, capsys, argv, message):
+    if argv[1].startswith("cuda") and torch.cuda.device_count() > 7:
+        pytest.skip("this machine has 8 GPUs")
+    assert main(["classify", str(samples / "coffee.png"), *argv]) == 1
+    assert message in capsys.readouterr().err
