@@ -10,6 +10,10 @@ runs all three so their ratios come from one run; the other backbones run ``eage
 (speed does not depend on the values). Inputs are random preprocessed batches: this measures the
 network, not JPEG decoding. The pooled vector is the output.
 
+``--check-preprocessing`` instead reruns the measurement behind EfficientNet-Lite0's padding and
+normalisation choice (needs $BEYONDVIS_DATA): top-1 in ImageNet food classes on 150 recipe
+photos, and top-5 in matching landscape classes on 150 mountain / sea scenes.
+
 Each measurement runs in a fresh subprocess so memory numbers do not leak into each other.
 Peak memory = the process's peak RSS (Linux VmHWM, reset via /proc/self/clear_refs after the
 model and ONNX session are built) minus its RSS at that moment: the activations and runtime
@@ -141,6 +145,68 @@ def table(rows: list[dict], sizes: list[int]) -> str:
     return "\n".join(lines)
 
 
+# ImageNet classes that count as "recognised as food" / as the scene's label (proxy accuracy).
+FOOD_CLASSES = set(range(923, 970)) | {504, 532, 567, 659, 762, 809, 813, 910}
+SCENE_CLASSES = {"mountains": {970, 972, 976, 979, 980}, "sea": {460, 973, 975, 976, 977, 978}}
+
+
+def check_preprocessing(per_set: int = 150) -> str:
+    """Proxy accuracy of the lite0 weights under each padding x normalisation combination."""
+    import csv
+    from dataclasses import replace
+
+    import timm
+    import torch
+
+    from beyondvis.backbones.base import IMAGENET_MEAN, IMAGENET_STD, build_transform
+    from beyondvis.backbones.efficientnet import (
+        LITE0_PREPROCESS,
+        map_lite0_state_dict,
+        package_weights_path,
+    )
+    from beyondvis.backbones.weights import load_state_dict_file
+    from beyondvis.io import iter_image_paths, load_image
+    from beyondvis.utils import shared_data_root
+
+    recipes, scenes = shared_data_root("recipe1m_mini"), shared_data_root("miml_scenes")
+    if recipes is None or scenes is None:
+        raise SystemExit(
+            "--check-preprocessing needs BEYONDVIS_DATA with recipe1m_mini and miml_scenes"
+        )
+    food = sorted(iter_image_paths(recipes / "images"))[:per_set]
+    with open(scenes / "miml_labels_2.csv", newline="") as handle:
+        labelled = [
+            (scenes / "images" / r["Filenames"], r["labels"]) for r in csv.DictReader(handle)
+        ]
+    scene = [(p, label) for p, label in labelled if label in SCENE_CLASSES][: 2 * per_set : 2]
+    source = load_state_dict_file(package_weights_path())
+    lines = [
+        "| timm architecture | normalisation | food top-1 in food classes | scenes top-5 in class |",
+        "|---|---|---|---|",
+    ]
+    for arch in ("efficientnet_lite0", "tf_efficientnet_lite0"):
+        model = timm.create_model(arch, pretrained=False).eval()
+        model.load_state_dict(map_lite0_state_dict(source, model.state_dict()), strict=True)
+        for label, mean, std in (
+            ("ImageNet mean/std", IMAGENET_MEAN, IMAGENET_STD),
+            ("mean=std=0.5 (TF-Lite)", LITE0_PREPROCESS.mean, LITE0_PREPROCESS.std),
+        ):
+            transform = build_transform(replace(LITE0_PREPROCESS, mean=mean, std=std))
+
+            def top(path, k, model=model, transform=transform):
+                with torch.inference_mode():
+                    logits = model(transform(load_image(path)).unsqueeze(0))[0]
+                return set(logits.topk(k).indices.tolist())
+
+            food_hits = sum(bool(top(p, 1) & FOOD_CLASSES) for p in food)
+            scene_hits = sum(bool(top(p, 5) & SCENE_CLASSES[lab]) for p, lab in scene)
+            lines.append(
+                f"| {arch} | {label} | {food_hits}/{len(food)} | {scene_hits}/{len(scene)} |"
+            )
+            print(lines[-1], file=sys.stderr, flush=True)
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -163,6 +229,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.child:
         name, mode, size, batch = args.child
         print(json.dumps(measure(name, mode, int(size), int(batch), args.min_time, args.threads)))
+        return 0
+    if args.check_preprocessing:
+        import torch
+
+        torch.set_num_threads(args.threads)
+        print(check_preprocessing())
         return 0
     rows = []
     load = os.getloadavg()[0]

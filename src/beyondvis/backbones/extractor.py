@@ -97,7 +97,8 @@ class FeatureExtractor:
     ``"features"`` (the five maps). ``runtime``: ``"auto"`` (ONNX Runtime on CPU, PyTorch
     elsewhere), ``"onnxruntime"`` or ``"torch"``. ``cache``: keep exported ONNX files in
     ``cache_dir`` (default :func:`default_cache_dir` ``/onnx``); set False for throw-away models.
-    Results are float32 CPU tensors.
+    Results are float32 CPU tensors. The backbone is put in eval mode and moved to ``device``
+    in channels-last memory format (in place, as ``Module.to`` does).
     """
 
     def __init__(
