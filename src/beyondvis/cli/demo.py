@@ -1,0 +1,71 @@
+"""``beyondvis demo``: the main job on the embedded defaults, with nothing to download.
+
+It classifies and embeds the sample photos that scikit-image ships, with the default backbone
+and its real ImageNet weights, and prints how similar their embeddings are. When the recipe
+generator ships its model, the demo runs ``beyondvis cook`` on a food photo instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+from importlib import resources
+from pathlib import Path
+
+from beyondvis.cli.common import CLIError, add_device_argument
+
+SAMPLE_IMAGES = ("chelsea.png", "coffee.png", "astronaut.png")
+
+
+def sample_image_paths() -> list[Path]:
+    """Paths of the sample photos scikit-image installs (no download involved)."""
+    try:
+        root = resources.files("skimage") / "data"
+    except ModuleNotFoundError:
+        raise CLIError("scikit-image is not installed; it provides the demo's sample photos")
+    paths = [Path(str(root / name)) for name in SAMPLE_IMAGES]
+    missing = [p.name for p in paths if not p.is_file()]
+    if missing:
+        raise CLIError(f"scikit-image's sample photos are missing: {', '.join(missing)}")
+    return paths
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "demo",
+        help="run the main job on the bundled sample photos (what `make demo` runs)",
+        description=__doc__,
+    )
+    add_device_argument(parser)
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from beyondvis.backbones import DEFAULT_BACKBONE, FeatureExtractor, create_backbone
+    from beyondvis.cli.classify import classify_image
+    from beyondvis.device import resolve_device
+    from beyondvis.io import load_image
+
+    try:
+        device = resolve_device(args.device)
+    except ValueError as exc:
+        raise CLIError(str(exc)) from None
+    paths = sample_image_paths()
+    backbone = create_backbone(DEFAULT_BACKBONE).to(device)
+    print(f"backbone: {DEFAULT_BACKBONE} (ImageNet weights), device: {device}\n")
+    for path in paths:
+        print(f"{path.name}:")
+        for p in classify_image(load_image(path), backbone, device, top=3):
+            print(f"  {p['index']:4d}  {p['label']:<28} {p['prob']:.3f}")
+
+    extractor = FeatureExtractor(backbone, output="pooled", device=device)
+    result = extractor.extract_paths([str(p) for p in paths])
+    vectors = torch.nn.functional.normalize(result.features, dim=1)
+    similarity = vectors @ vectors.T
+    names = [Path(p).stem for p in result.paths]
+    print(f"\ncosine similarity of the {vectors.shape[1]}-d embeddings ({extractor.runtime}):")
+    print(" " * 11 + "".join(f"{n:>11}" for n in names))
+    for name, row in zip(names, similarity.tolist()):
+        print(f"{name:>11}" + "".join(f"{v:11.3f}" for v in row))
+    return 0
