@@ -21,7 +21,9 @@ def sample_image_paths() -> list[Path]:
     try:
         root = resources.files("skimage") / "data"
     except ModuleNotFoundError:
-        raise CLIError("scikit-image is not installed; it provides the demo's sample photos")
+        raise CLIError(
+            "scikit-image is not installed; it provides the demo's sample photos"
+        ) from None
     paths = [Path(str(root / name)) for name in SAMPLE_IMAGES]
     missing = [p.name for p in paths if not p.is_file()]
     if missing:
