@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from beyondvis.recipes.generation.attention import KVCache, Memory, MultiHeadAttention, causal_mask
-from beyondvis.recipes.generation.config import IMAGE, INGREDIENTS, DecoderConfig
+from beyondvis.recipes.generation.config import IMAGE, INGREDIENTS, DecoderConfig, SpecialTokens
 from beyondvis.recipes.generation.fusion import FUSIONS, Condition
 
 
@@ -164,7 +164,7 @@ class InstructionDecoder(nn.Module):
             self.out_proj.weight = self.word_embed.weight
 
     @property
-    def special(self):
+    def special(self) -> SpecialTokens:
         return self.config.special
 
     # -- conditions -----------------------------------------------------------------------------

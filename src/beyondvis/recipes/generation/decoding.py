@@ -162,7 +162,7 @@ def sample_decode(
     """Sample each word from softmax(logits / temperature), optionally among the top ``k`` only.
 
     Scores are log-probabilities under the model itself (temperature 1, no top-k), so samples
-    drawn with different settings stay comparable.
+    drawn with different settings stay comparable. Words tied with the k-th best are kept.
     """
     if temperature <= 0:
         raise ValueError("temperature must be > 0 (use greedy_decode for temperature 0)")
@@ -270,6 +270,8 @@ def beam_search(
         beam_scores = new_scores
         prev = new_word.reshape(-1, 1)
 
+    if not all(finished):
+        raise ValueError("no word may be generated (vocabulary holds only special tokens?)")
     best = [max(f, key=lambda item: item[0]) for f in finished]
     lengths = torch.tensor([len(seq) for _, seq in best], dtype=torch.long, device=device)
     tokens = torch.full((batch, int(lengths.max())), sp.pad, dtype=torch.long, device=device)
