@@ -1,0 +1,315 @@
+"""``beyondvis recipes ...``: Recipe1M data pipeline and image <-> recipe retrieval.
+
+beyondvis recipes prepare --root DATA/recipe1m_mini --out runs/r1m
+beyondvis recipes text-features --data runs/r1m
+beyondvis recipes image-features --data runs/r1m --root DATA/recipe1m_mini
+beyondvis recipes train --data runs/r1m --out runs/r1m/joint_sem --config configs/recipes/joint.yaml
+beyondvis recipes baselines --data runs/r1m
+beyondvis recipes table --data runs/r1m --run "joint emb. + sem.=runs/r1m/joint_sem"
+beyondvis recipes index --data runs/r1m --model runs/r1m/joint_sem/model.pt --out runs/bundle
+beyondvis recipes search photo.jpg --bundle runs/bundle --top 5 [--json]
+beyondvis recipes search --text "chicken curry with rice" --bundle runs/bundle
+beyondvis recipes arithmetic --bundle runs/bundle --plus "chicken pizza" --minus pizza --plus salad
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from beyondvis.cli.common import CLIError, add_device_argument, print_json
+
+DEFAULT_BUNDLE = Path(__file__).resolve().parent.parent / "assets" / "recipes" / "retrieval"
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "recipes", help="Recipe1M data pipeline and image<->recipe retrieval (thesis ch. 8)"
+    )
+    sub = parser.add_subparsers(dest="recipes_command", metavar="STEP")
+
+    p = sub.add_parser("prepare", help="read, clean, extract ingredients, build vocabularies")
+    p.add_argument("--root", required=True, help="Recipe1M-style folder (layer1.json, ...)")
+    p.add_argument("--out", required=True, help="output folder for the prepared data")
+    p.add_argument("--min-ingredient-count", type=int, default=10)
+    p.add_argument("--min-word-count", type=int, default=10)
+    p.add_argument("--extractor", choices=("tagger", "slicer"), default="tagger")
+    p.add_argument("--tagger-epochs", type=int, default=2)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=_prepare)
+
+    p = sub.add_parser("text-features", help="train word2vec + skip-instructions, encode recipes")
+    p.add_argument("--data", required=True, help="folder written by 'recipes prepare'")
+    p.add_argument("--encoder", choices=("skip", "minilm"), default="skip")
+    p.add_argument("--w2v-dim", type=int, default=64)
+    p.add_argument("--skip-steps", type=int, default=400, help="skip-instructions train steps")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=_text_features)
+
+    p = sub.add_parser("image-features", help="frozen backbone features of every photo")
+    p.add_argument("--data", required=True)
+    p.add_argument("--root", required=True, help="the Recipe1M-style folder with images/")
+    p.add_argument("--backbone", default="efficientnet_lite0")
+    p.set_defaults(func=_image_features)
+
+    p = sub.add_parser("train", help="train the joint embedding (two-stage schedule)")
+    p.add_argument("--data", required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--config", help="YAML with JointTrainConfig fields (configs/recipes/)")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config field, e.g. --set sem_weight=0",
+    )
+    p.set_defaults(func=_train)
+
+    p = sub.add_parser("baselines", help="random ranking and CCA on the test split")
+    p.add_argument("--data", required=True)
+    p.add_argument("--cca-dim", type=int, default=32)
+    p.add_argument("--cca-reg", type=float, default=0.1)
+    p.set_defaults(func=_baselines)
+
+    p = sub.add_parser("table", help="markdown table of baselines + trained runs")
+    p.add_argument("--data", required=True)
+    p.add_argument("--run", action="append", default=[], metavar="NAME=DIR")
+    p.set_defaults(func=_table)
+
+    p = sub.add_parser("index", help="embed all recipes and photos into a search bundle")
+    p.add_argument("--data", required=True)
+    p.add_argument("--model", required=True, help="model.pt written by 'recipes train'")
+    p.add_argument("--out", required=True)
+    p.add_argument("--kind", choices=("fp16", "flat"), default="fp16")
+    p.set_defaults(func=_index)
+
+    p = sub.add_parser("search", help="photo -> recipes, or --text -> photos")
+    p.add_argument("image", nargs="?", help="query photo")
+    p.add_argument("--text", help="query text (ingredients / steps) instead of a photo")
+    p.add_argument("--bundle", default=str(DEFAULT_BUNDLE), help="folder from 'recipes index'")
+    p.add_argument("--top", type=int, default=5)
+    p.add_argument("--json", action="store_true")
+    add_device_argument(p)
+    p.set_defaults(func=_search)
+
+    p = sub.add_parser("arithmetic", help="v(a) - v(b) + v(c) over recipe or photo embeddings")
+    p.add_argument("--bundle", default=str(DEFAULT_BUNDLE))
+    p.add_argument("--plus", action="append", default=[], required=True)
+    p.add_argument("--minus", action="append", default=[])
+    p.add_argument("--space", choices=("recipes", "images"), default="recipes")
+    p.add_argument("--top", type=int, default=5)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_arithmetic)
+
+    parser.set_defaults(func=lambda args: parser.print_help() or 2)
+
+
+def _need_dir(path: str, what: str) -> Path:
+    p = Path(path)
+    if not p.is_dir():
+        raise CLIError(f"{what} {p} is not a folder")
+    return p
+
+
+def _prepare(args: argparse.Namespace) -> int:
+    from beyondvis.recipes.prepare import PrepareConfig, format_stats, prepare
+
+    root = _need_dir(args.root, "--root")
+    if not (root / "layer1.json").is_file():
+        raise CLIError(f"{root} has no layer1.json")
+    cfg = PrepareConfig(
+        extractor=args.extractor,
+        min_ingredient_count=args.min_ingredient_count,
+        min_word_count=args.min_word_count,
+        tagger_epochs=args.tagger_epochs,
+        seed=args.seed,
+    )
+    try:
+        stats = prepare(root, args.out, cfg)
+    except ValueError as exc:
+        raise CLIError(str(exc)) from exc
+    print(format_stats(stats))
+    print(f"written to {args.out}")
+    return 0
+
+
+def _text_features(args: argparse.Namespace) -> int:
+    from beyondvis.recipes.features import build_text_features
+
+    _need_dir(args.data, "--data")
+    info = build_text_features(
+        args.data, args.w2v_dim, skip_steps=args.skip_steps, encoder=args.encoder, seed=args.seed
+    )
+    print_json(info)
+    return 0
+
+
+def _image_features(args: argparse.Namespace) -> int:
+    from beyondvis.recipes.features import build_image_features
+
+    _need_dir(args.data, "--data")
+    _need_dir(args.root, "--root")
+    info = build_image_features(args.data, args.root, args.backbone)
+    print(
+        f"{info['images']} photos embedded with {info['backbone']} ({info['dim']}-d), "
+        f"{len(info['skipped'])} skipped"
+    )
+    for line in info["skipped"]:
+        print(f"  skipped {line}")
+    return 0
+
+
+def _format_metrics(m: dict[str, Any]) -> str:
+    p = m["protocol"]
+    parts = [f"test pairs {p['pairs']}, {p['n_subsets']} subsets of {p['subset_size']}"]
+    for d in ("im2recipe", "recipe2im"):
+        x = m[d]
+        parts.append(
+            f"{d}: medR {x['medR']:.1f} R@1 {x['R@1']:.3f} R@5 {x['R@5']:.3f} R@10 {x['R@10']:.3f}"
+        )
+    return "\n".join(parts)
+
+
+def _train(args: argparse.Namespace) -> int:
+    import torch
+
+    from beyondvis.engine import ConfigError, load_config
+    from beyondvis.recipes.train import JointTrainConfig, train_joint
+    from beyondvis.utils import atomic_write_json
+
+    _need_dir(args.data, "--data")
+    try:
+        cfg = load_config(args.config or {}, JointTrainConfig, overrides=args.set)
+    except (ConfigError, ValueError, FileNotFoundError) as exc:
+        raise CLIError(str(exc)) from exc
+    torch.set_num_threads(max(1, min(torch.get_num_threads(), 2)))
+    try:
+        result = train_joint(args.data, args.out, cfg)
+    except (FileNotFoundError, ValueError) as exc:
+        raise CLIError(str(exc)) from exc
+    atomic_write_json(Path(args.out) / "results.json", result)
+    print(_format_metrics(result["test"]))
+    print(f"model: {Path(args.out) / 'model.pt'}")
+    return 0
+
+
+def _baselines(args: argparse.Namespace) -> int:
+    from beyondvis.recipes.train import fit_cca_baseline, random_baseline
+    from beyondvis.utils import atomic_write_json
+
+    _need_dir(args.data, "--data")
+    try:
+        out = {
+            "random": random_baseline(args.data),
+            "cca": fit_cca_baseline(args.data, k=args.cca_dim, reg=args.cca_reg),
+        }
+    except (FileNotFoundError, ValueError) as exc:
+        raise CLIError(str(exc)) from exc
+    atomic_write_json(Path(args.data) / "baselines.json", out)
+    for name, res in out.items():
+        print(f"[{name}]\n" + _format_metrics(res["test"]))
+    return 0
+
+
+def _table(args: argparse.Namespace) -> int:
+    data = _need_dir(args.data, "--data")
+    rows: list[tuple[str, dict]] = []
+    base = data / "baselines.json"
+    if base.is_file():
+        b = json.loads(base.read_text())
+        rows += [
+            ("random ranking", b["random"]["test"]),
+            ("CCA (w2v + skip-instr. + image)", b["cca"]["test"]),
+        ]
+    for spec in args.run:
+        name, _, folder = spec.partition("=")
+        res = Path(folder or name) / "results.json"
+        if not res.is_file():
+            raise CLIError(f"{res} missing: train that run first")
+        rows.append((name, json.loads(res.read_text())["test"]))
+    if not rows:
+        raise CLIError("nothing to tabulate: run 'recipes baselines' or pass --run NAME=DIR")
+    p = rows[0][1]["protocol"]
+    print(f"Test pairs: {p['pairs']} (mean of {p['n_subsets']} subsets of {p['subset_size']})\n")
+    print("| method | im2recipe medR | R@1 | R@5 | R@10 | recipe2im medR | R@1 | R@5 | R@10 |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for name, m in rows:
+        cells = []
+        for d in ("im2recipe", "recipe2im"):
+            x = m[d]
+            cells += [f"{x['medR']:.1f}", f"{x['R@1']:.3f}", f"{x['R@5']:.3f}", f"{x['R@10']:.3f}"]
+        print(f"| {name} | " + " | ".join(cells) + " |")
+    return 0
+
+
+def _index(args: argparse.Namespace) -> int:
+    from beyondvis.recipes.search import build_bundle
+
+    _need_dir(args.data, "--data")
+    if not Path(args.model).is_file():
+        raise CLIError(f"--model {args.model} not found")
+    info = build_bundle(args.data, args.model, args.out, args.kind)
+    print(
+        f"bundle {args.out}: {info['recipes']} recipes, {info['images']} photos, "
+        f"{info['emb_dim']}-d"
+    )
+    return 0
+
+
+def _load_searcher(bundle: str, device: str = "cpu"):
+    from beyondvis.recipes.search import RecipeSearcher
+
+    if not (Path(bundle) / "bundle.json").is_file():
+        raise CLIError(f"{bundle} is not a search bundle: build one with 'beyondvis recipes index'")
+    return RecipeSearcher(bundle, device=device)
+
+
+def _search(args: argparse.Namespace) -> int:
+    if (args.image is None) == (args.text is None):
+        raise CLIError("give exactly one of IMAGE or --text")
+    if args.top < 1:
+        raise CLIError("--top must be >= 1")
+    device = "cpu" if args.device == "auto" else args.device
+    searcher = _load_searcher(args.bundle, device)
+    if args.image is not None:
+        if not Path(args.image).is_file():
+            raise CLIError(f"{args.image}: no such file")
+        try:
+            hits = searcher.search_image(args.image, args.top)
+        except ValueError as exc:
+            raise CLIError(str(exc)) from exc
+        query: dict[str, Any] = {"image": args.image}
+    else:
+        try:
+            hits, names = searcher.search_text(args.text, args.top)
+        except ValueError as exc:
+            raise CLIError(str(exc)) from exc
+        query = {"text": args.text, "ingredients_found": names}
+    results = [{"rank": r + 1, "score": round(s, 4), **item} for r, (s, item) in enumerate(hits)]
+    if args.json:
+        print_json({"query": query, "results": results})
+        return 0
+    if args.text is not None:
+        print(f"ingredients recognised: {', '.join(query['ingredients_found']) or '(none)'}")
+    for r in results:
+        what = r.get("image") or r["id"]
+        print(f"{r['rank']}. {r['score']:.3f}  {r['title']}  [{what}]")
+    return 0
+
+
+def _arithmetic(args: argparse.Namespace) -> int:
+    searcher = _load_searcher(args.bundle)
+    try:
+        hits = searcher.arithmetic(args.plus, args.minus, args.top, args.space)
+    except ValueError as exc:
+        raise CLIError(str(exc)) from exc
+    results = [{"rank": r + 1, "score": round(s, 4), **item} for r, (s, item) in enumerate(hits)]
+    if args.json:
+        print_json({"plus": args.plus, "minus": args.minus, "results": results})
+        return 0
+    print(" + ".join(args.plus) + "".join(f" - {m}" for m in args.minus))
+    for r in results:
+        print(f"{r['rank']}. {r['score']:.3f}  {r['title']}")
+    return 0
