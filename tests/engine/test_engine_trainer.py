@@ -178,3 +178,16 @@ def test_tensorboard_events_are_written(tmp_path):
     data, model = tiny_problem()
     Trainer(model, config(tmp_path, tensorboard=True, log_every=1), data, mse_step).fit()
     assert list((tmp_path / "run" / "tensorboard").glob("events.out.tfevents.*"))
+
+
+def test_fresh_start_replaces_an_earlier_run(tmp_path):
+    data, model = tiny_problem()
+    scores = iter([0.9, 0.1])
+    cfg = config(tmp_path, monitor="acc", monitor_mode="max")
+    first = Trainer(model, cfg, data, mse_step, lambda m: {"acc": next(scores)}).fit()
+    assert first.best_metric == 0.9
+    second = Trainer(model, cfg, data, mse_step, lambda m: {"acc": next(scores)}).fit(False)
+    assert second.best_metric == 0.1 and second.steps == 4
+    assert load_checkpoint(second.best_checkpoint)["best_metric"] == 0.1
+    rows = read_rows(tmp_path / "run" / "metrics.csv")
+    assert [r["acc"] for r in rows if r["split"] == "epoch"] == ["0.1"]

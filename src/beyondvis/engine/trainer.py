@@ -135,7 +135,8 @@ class Trainer:
     def fit(self, resume: bool | str | Path | None = "auto") -> TrainResult:
         """Train; ``resume="auto"`` continues from ``<out_dir>/last.pt`` when it exists.
 
-        ``resume`` may also be a checkpoint path, or False/None to start afresh.
+        ``resume`` may also be a checkpoint path, or False/None to start afresh (which deletes
+        ``last.pt``, ``best.pt`` and ``metrics.csv`` of an earlier run in ``out_dir``).
         """
         self.ctx = init_distributed(self.config.device)
         try:
@@ -173,8 +174,11 @@ class Trainer:
         checkpoint_path = self._resume_path(resume)
         if checkpoint_path is not None:
             state = self._restore(checkpoint_path)
-        elif ctx.is_main and (self.out_dir / "metrics.csv").exists():
-            (self.out_dir / "metrics.csv").unlink()  # a fresh run must not mix with old rows
+        elif ctx.is_main:
+            # A fresh run must not mix with an earlier one's rows, nor report (or later resume
+            # from) its checkpoints.
+            for stale in (self.out_dir / "metrics.csv", self.last_path, self.best_path):
+                stale.unlink(missing_ok=True)
         ctx.barrier()
 
         train_model: nn.Module = self.model
