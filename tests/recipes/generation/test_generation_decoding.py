@@ -226,3 +226,18 @@ def test_generate_dispatches_by_name():
     assert generate(dec, "greedy", image, ingredients, max_len=5).tokens.shape[1] <= 5
     with pytest.raises(KeyError, match="unknown decoding method"):
         generate(dec, "nucleus", image, ingredients)
+
+
+def test_banned_words_are_never_generated():
+    dec = tiny_decoder(seed=9)
+    image, ingredients, _ = tiny_inputs()
+    free = greedy_decode(dec, image, ingredients, min_len=12).sequences()
+    common = max(range(4, 40), key=lambda w: sum(seq.count(w) for seq in free))
+    assert any(common in seq for seq in free)
+    for gen in (
+        greedy_decode(dec, image, ingredients, min_len=12, banned=[common]),
+        greedy_decode(dec, image, ingredients, min_len=12, banned=[common], use_cache=False),
+        beam_search(dec, image, ingredients, beam_size=3, min_len=12, banned=[common]),
+        sample_decode(dec, image, ingredients, min_len=12, banned=[common]),
+    ):
+        assert not any(common in seq for seq in gen.sequences())

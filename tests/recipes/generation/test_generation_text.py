@@ -38,6 +38,9 @@ def test_teacher_forcing_batch_shifts_and_pads():
     inputs, targets = teacher_forcing_batch([[5, 6, EOS], [7, EOS]], SPECIAL)
     assert targets.tolist() == [[5, 6, EOS], [7, EOS, SPECIAL.pad]]
     assert inputs.tolist() == [[SPECIAL.bos, 5, 6], [SPECIAL.bos, 7, SPECIAL.pad]]
+    # Whole sequences that start with bos (the tokenizer's form) give the same batch.
+    whole = teacher_forcing_batch([[SPECIAL.bos, 5, 6, EOS], [SPECIAL.bos, 7, EOS]], SPECIAL)
+    assert whole[0].tolist() == inputs.tolist() and whole[1].tolist() == targets.tolist()
     with pytest.raises(ValueError, match="empty"):
         teacher_forcing_batch([], SPECIAL)
 

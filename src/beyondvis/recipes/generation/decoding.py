@@ -5,12 +5,13 @@ projected once), so generating ``L`` words costs O(L) decoder steps of O(L) atte
 of re-running the whole prefix every step. ``greedy_decode(..., use_cache=False)`` is the naive
 re-run-everything reference, kept for tests and the speed benchmark.
 
-Outputs never contain ``bos``; they end with ``eos`` unless ``max_len`` cut them.
+Outputs never contain ``pad``, ``bos`` or the ids in ``banned`` (e.g. the tokenizer's ``<unk>``,
+which a recipe card should not show); they end with ``eos`` unless ``max_len`` cut them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -57,11 +58,12 @@ def _resolve_max_len(decoder: InstructionDecoder, max_len: int | None) -> int:
     return max_len
 
 
-def _restrict(logp: Tensor, step: int, min_len: int, decoder: InstructionDecoder) -> Tensor:
-    """Words that may never be generated (pad, bos) and eos before ``min_len`` words."""
+def _restrict(
+    logp: Tensor, step: int, min_len: int, decoder: InstructionDecoder, banned: Sequence[int]
+) -> Tensor:
+    """Words that may never be generated (pad, bos, ``banned``) and eos before ``min_len``."""
     sp = decoder.special
-    logp[:, sp.pad] = float("-inf")
-    logp[:, sp.bos] = float("-inf")
+    logp[:, [sp.pad, sp.bos, *banned]] = float("-inf")
     if step < min_len:
         logp[:, sp.eos] = float("-inf")
     return logp
@@ -92,6 +94,7 @@ def _sequential_decode(
     max_len: int | None,
     min_len: int,
     use_cache: bool,
+    banned: Sequence[int],
 ) -> Generation:
     conditions = _resolve_conditions(decoder, image_features, ingredient_ids, conditions)
     max_len = _resolve_max_len(decoder, max_len)
@@ -110,6 +113,7 @@ def _sequential_decode(
             t,
             min_len,
             decoder,
+            banned,
         )
         word = choose(logp)
         word = torch.where(finished, torch.full_like(word, sp.pad), word)
@@ -132,6 +136,7 @@ def greedy_decode(
     conditions: Mapping[str, Condition] | None = None,
     max_len: int | None = None,
     min_len: int = 0,
+    banned: Sequence[int] = (),
     use_cache: bool = True,
 ) -> Generation:
     """Most probable word at every step (the thesis' decoding)."""
@@ -144,6 +149,7 @@ def greedy_decode(
         max_len,
         min_len,
         use_cache,
+        banned,
     )
 
 
@@ -158,6 +164,7 @@ def sample_decode(
     generator: torch.Generator | None = None,
     max_len: int | None = None,
     min_len: int = 0,
+    banned: Sequence[int] = (),
 ) -> Generation:
     """Sample each word from softmax(logits / temperature), optionally among the top ``k`` only.
 
@@ -178,7 +185,7 @@ def sample_decode(
         return torch.multinomial(probs, 1, generator=generator)[:, 0]
 
     return _sequential_decode(
-        decoder, choose, image_features, ingredient_ids, conditions, max_len, min_len, True
+        decoder, choose, image_features, ingredient_ids, conditions, max_len, min_len, True, banned
     )
 
 
@@ -193,6 +200,7 @@ def beam_search(
     length_penalty: float = 0.0,
     max_len: int | None = None,
     min_len: int = 0,
+    banned: Sequence[int] = (),
 ) -> Generation:
     """Batched beam search returning the best hypothesis per input.
 
@@ -227,7 +235,7 @@ def beam_search(
     done = [False] * batch
     for t in range(max_len):
         logp = torch.log_softmax(decoder.step(state, prev)[:, -1].float(), dim=-1)
-        logp = _restrict(logp, t, min_len, decoder)
+        logp = _restrict(logp, t, min_len, decoder, banned)
         vocab = logp.shape[-1]
         cand = (beam_scores.reshape(-1, 1) + logp).reshape(batch, k * vocab)
         top_scores, top_idx = cand.topk(min(2 * k, k * vocab), dim=1)

@@ -33,9 +33,14 @@ def encode_recipe(
 def teacher_forcing_batch(
     targets: Sequence[Sequence[int]], special: SpecialTokens
 ) -> tuple[Tensor, Tensor]:
-    """Pad targets into (inputs, targets) of shape (B, T): inputs = bos + targets[:-1]."""
+    """Pad targets into (inputs, targets) of shape (B, T): inputs = bos + targets[:-1].
+
+    A sequence may also be given whole, starting with ``bos`` (as the Recipes I tokenizer's
+    ``recipe_tokens`` writes it); the leading ``bos`` is then dropped from the target.
+    """
     if not targets:
         raise ValueError("empty batch")
+    targets = [list(t)[1:] if len(t) and t[0] == special.bos else list(t) for t in targets]
     width = max(len(t) for t in targets)
     if width == 0:
         raise ValueError("all target sequences are empty")
