@@ -229,26 +229,29 @@ def beam_search(
     # All beams start identical; only the first may expand at step 0.
     beam_scores = torch.full((batch, k), float("-inf"), device=device)
     beam_scores[:, 0] = 0.0
-    history = torch.full((batch * k, max_len), sp.pad, dtype=torch.long, device=device)
+    # Bookkeeping lives on the CPU: one small transfer per step instead of per-element syncs.
+    history = torch.full((batch * k, max_len), sp.pad, dtype=torch.long)
     prev = torch.full((batch * k, 1), sp.bos, dtype=torch.long, device=device)
     finished: list[list[tuple[float, list[int]]]] = [[] for _ in range(batch)]
     done = [False] * batch
+    neg_inf = float("-inf")
     for t in range(max_len):
         logp = torch.log_softmax(decoder.step(state, prev)[:, -1].float(), dim=-1)
         logp = _restrict(logp, t, min_len, decoder, banned)
         vocab = logp.shape[-1]
         cand = (beam_scores.reshape(-1, 1) + logp).reshape(batch, k * vocab)
         top_scores, top_idx = cand.topk(min(2 * k, k * vocab), dim=1)
-        new_scores = torch.full((batch, k), float("-inf"), device=device)
-        new_src = torch.arange(batch, device=device).repeat_interleave(k).view(batch, k) * k
-        new_word = torch.full((batch, k), sp.pad, dtype=torch.long, device=device)
+        # Rows of finished recipes (and empty slots) keep a dummy: -inf score, pad word.
+        new_scores = [[neg_inf] * k for _ in range(batch)]
+        new_src = [[b * k] * k for b in range(batch)]
+        new_word = [[sp.pad] * k for _ in range(batch)]
         last = t == max_len - 1
         for b, (scores_b, idx_b) in enumerate(zip(top_scores.tolist(), top_idx.tolist())):
             if done[b]:
                 continue
             alive = 0
             for score, flat in zip(scores_b, idx_b):
-                if score == float("-inf"):
+                if score == neg_inf:
                     break
                 src, word = divmod(flat, vocab)
                 row = b * k + src
@@ -257,26 +260,27 @@ def beam_search(
                     finished[b].append((normalised(score, t + 1), seq))
                     continue
                 if alive < k:
-                    new_scores[b, alive] = score
-                    new_src[b, alive] = row
-                    new_word[b, alive] = word
+                    new_scores[b][alive] = score
+                    new_src[b][alive] = row
+                    new_word[b][alive] = word
                     alive += 1
-            best_done = max((s for s, _ in finished[b]), default=float("-inf"))
             if alive == 0:
                 done[b] = True
             elif finished[b]:
                 # Best reachable normalised score of a live beam: its log-prob can only fall, and
                 # a longer length divides that (negative) number by more.
-                bound = normalised(float(new_scores[b, 0]), max_len if length_penalty else t + 1)
+                best_done = max(score for score, _ in finished[b])
+                bound = normalised(new_scores[b][0], max_len if length_penalty else t + 1)
                 done[b] = best_done >= bound
         if all(done):
             break
-        flat_src = new_src.reshape(-1)
-        state.reorder(flat_src)
+        flat_src = torch.tensor(new_src).reshape(-1)
+        words = torch.tensor(new_word).reshape(-1)
+        state.reorder(flat_src.to(device))
         history = history.index_select(0, flat_src)
-        history[:, t] = new_word.reshape(-1)
-        beam_scores = new_scores
-        prev = new_word.reshape(-1, 1)
+        history[:, t] = words
+        beam_scores = torch.tensor(new_scores, device=device)
+        prev = words.to(device).reshape(-1, 1)
 
     if not all(finished):
         raise ValueError("no word may be generated (vocabulary holds only special tokens?)")
