@@ -153,3 +153,10 @@ def test_image_folder_with_a_corrupt_file(tmp_path):
     assert cache.skipped[0]["id"] == str(bad) and cache.skipped[0]["index"] == 1
     assert cache.item_ids == [str(p) for p in paths if p != bad]
     torch.testing.assert_close(cache.by_id(str(paths[2])), torch.tensor([0.0, 1.0, 0.0]))
+
+
+def test_dataset_where_every_item_fails(tmp_path):
+    with pytest.raises(ValueError, match="every item of the dataset failed"):
+        cache_features(CountingEncoder(), Vectors(broken=range(20)), tmp_path / "c", device="cpu")
+    with pytest.raises(ValueError, match="empty dataset"):
+        cache_features(CountingEncoder(), [], tmp_path / "d", device="cpu")

@@ -89,9 +89,7 @@ def cache_features(
 
     ctx, owns = _dist_context(device)
     try:
-        if ctx.is_main:
-            _prepare_folder(out, fingerprint, overwrite)
-        ctx.barrier()
+        _on_main(ctx, lambda: _prepare_folder(out, fingerprint, overwrite))
         if (out / "meta.json").is_file():  # finished and matching: reuse
             return FeatureCache(out)
         if module is not None:
@@ -102,9 +100,7 @@ def cache_features(
         shape = _feature_shape(out, source, safe, ctx, dtype, fingerprint, source_name, n_items)
         _fill(out, source, safe, ctx, batch_size, num_workers, progress, channels_last, ids)
         ctx.barrier()
-        if ctx.is_main:
-            _finalize(out, fingerprint, source_name, shape, dtype, ids)
-        ctx.barrier()
+        _on_main(ctx, lambda: _finalize(out, fingerprint, source_name, shape, dtype, ids))
     finally:
         if owns:
             ctx.close()
@@ -297,8 +293,8 @@ def _feature_shape(
 ) -> tuple[int, ...]:
     """Create the arrays on first use (the shape comes from running one good item)."""
     state_path = out / "state.json"
-    shape = None
-    if ctx.is_main:
+
+    def create() -> tuple[int, ...]:
         if state_path.is_file():
             shape = tuple(json.loads(state_path.read_text(encoding="utf-8"))["shape"])
         else:
@@ -322,7 +318,9 @@ def _feature_shape(
                 state_path,
                 {"fingerprint": fingerprint, "source": source_name, "shape": list(shape)},
             )
-    return tuple(ctx.broadcast(shape))
+        return shape
+
+    return tuple(_on_main(ctx, create))
 
 
 def _fill(
@@ -400,6 +398,27 @@ def _finalize(
         },
         indent=None,
     )
+
+
+def _on_main(ctx: DistContext, fn: Callable[[], Any]) -> Any:
+    """Run ``fn`` on rank 0 and share its result; an error there is raised on every rank.
+
+    Without this, the other ranks would wait forever at the next collective call.
+    """
+    result, error = None, None
+    if ctx.is_main:
+        try:
+            result = fn()
+        except Exception as exc:
+            if not ctx.enabled:
+                raise
+            error = (type(exc).__name__, str(exc))
+    result, error = ctx.broadcast((result, error))
+    if error is not None:
+        if ctx.is_main:
+            raise FeatureCacheError(f"{error[0]}: {error[1]}")
+        raise FeatureCacheError(f"rank 0 failed: {error[0]}: {error[1]}")
+    return result
 
 
 def _read_skipped(paths: Sequence[Path]) -> dict[int, dict[str, Any]]:
