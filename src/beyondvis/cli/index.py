@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -39,6 +40,7 @@ def register(subparsers) -> None:
     a = sub.add_parser("add", help="add new photos to an index without refitting the codebook")
     a.add_argument("index", type=Path)
     a.add_argument("photos", type=Path)
+    _add_threads(a)
     add_device_argument(a)
     a.set_defaults(func=cmd_add)
 
@@ -50,6 +52,21 @@ def register(subparsers) -> None:
     i = sub.add_parser("info", help="show an index's settings and size")
     i.add_argument("index", type=Path)
     i.set_defaults(func=cmd_info)
+
+    e = sub.add_parser(
+        "evaluate", help="thesis tables (stages, BoW vs pooling) on an Oxford-format benchmark"
+    )
+    e.add_argument("dataset", type=Path, help="folder with images/, queries/, gt_files/")
+    e.add_argument("--cache", type=Path, default=Path(".cache/retrieval"), help="feature cache")
+    e.add_argument("--tables", default="stages,pooling", help="comma list: stages, pooling")
+    e.add_argument("--rerank-top", type=int, default=100)
+    e.add_argument("--no-aspect-filter", action="store_true")
+    e.add_argument("--no-pyramid", action="store_true")
+    e.add_argument("--qe-top", type=int, default=10)
+    e.add_argument("--json-out", type=Path, help="also write the numbers as JSON")
+    _add_config_args(e)
+    add_device_argument(e)
+    e.set_defaults(func=cmd_evaluate)
 
     s = sub.add_parser("search", help="search an index with a query photo")
     s.add_argument("index", type=Path)
@@ -72,12 +89,33 @@ def register(subparsers) -> None:
     s.add_argument("--json", action="store_true")
     s.add_argument("--html", type=Path)
     s.add_argument("--grid", type=Path, help="PNG grid of the top results with boxes")
+    _add_threads(s)
     add_device_argument(s)
     s.set_defaults(func=cmd_search)
     p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
 
 
+def _add_threads(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--threads",
+        type=int,
+        help="CPU threads for the backbone and FAISS (default: library default; use 1 on a "
+        "shared machine, where oversubscribed thread pools slow everything down)",
+    )
+
+
+def _set_threads(args) -> None:
+    threads = getattr(args, "threads", None)
+    if threads:
+        import faiss
+        import torch
+
+        torch.set_num_threads(threads)
+        faiss.omp_set_num_threads(threads)
+
+
 def _add_config_args(p: argparse.ArgumentParser) -> None:
+    _add_threads(p)
     p.add_argument("--config", type=Path, help="YAML with IndexConfig fields (configs/retrieval/)")
     p.add_argument("--backbone")
     p.add_argument("--level", type=int, help="forward_features level: 3 = stride 16, 4 = stride 32")
@@ -157,6 +195,8 @@ def cmd_train(args) -> int:
     from beyondvis.retrieval.features import LocalFeatureExtractor
     from beyondvis.retrieval.index import fit_model, save_model_only
 
+    _set_threads(args)
+
     cfg = _config(args)
     photos = _photos(args.photos)
     extractor = LocalFeatureExtractor(cfg.features, device=str(resolve_device(args.device)))
@@ -169,6 +209,8 @@ def cmd_train(args) -> int:
 def cmd_build(args) -> int:
     from beyondvis.device import resolve_device
     from beyondvis.retrieval.index import build_index, load_model_only
+
+    _set_threads(args)
 
     photos = _photos(args.photos)
     model = None
@@ -200,6 +242,8 @@ def cmd_build(args) -> int:
 def cmd_add(args) -> int:
     from beyondvis.device import resolve_device
     from beyondvis.retrieval.index import add_to_index
+
+    _set_threads(args)
 
     photos = _photos(args.photos)
     index, added, skipped = _guard(
@@ -243,6 +287,8 @@ def cmd_search(args) -> int:
     from beyondvis.retrieval.index import BLCFIndex
     from beyondvis.retrieval.rerank import RerankConfig
     from beyondvis.retrieval.search import SearchConfig
+
+    _set_threads(args)
 
     index = _guard(lambda: BLCFIndex.load(args.index))
     if args.backbone:
@@ -312,4 +358,56 @@ def cmd_search(args) -> int:
         for k, r in enumerate(results, 1):
             box_text = "" if r["box"] is None else "  box " + ",".join(f"{v:.0f}" for v in r["box"])
             print(f"{k:3d}  {r['score']:.4f}  {r['image']}{box_text}")
+    return 0
+
+
+def _markdown(rows: list[dict], columns: list[str]) -> str:
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    for r in rows:
+        cells = [f"{r[c]:.3f}" if isinstance(r[c], float) else str(r[c]) for c in columns]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def cmd_evaluate(args) -> int:
+    import time
+
+    _set_threads(args)
+
+    from beyondvis.data.oxford import GroundTruthError
+    from beyondvis.device import resolve_device
+    from beyondvis.retrieval.benchmark import InstanceBenchmark, pooling_table, stage_table
+    from beyondvis.retrieval.rerank import RerankConfig
+    from beyondvis.utils import atomic_write_json
+
+    cfg = _config(args)
+    tables = {t.strip() for t in args.tables.split(",") if t.strip()}
+    if not tables <= {"stages", "pooling"}:
+        raise CLIError(f"unknown table(s) {sorted(tables - {'stages', 'pooling'})}")
+    try:
+        bench = InstanceBenchmark(args.dataset, cfg, args.cache, str(resolve_device(args.device)))
+    except GroundTruthError as exc:
+        raise CLIError(str(exc)) from None
+    t0 = time.perf_counter()
+    bench.fit_bow()
+    out = {"config": asdict(cfg), "database_images": len(bench.names), "queries": len(bench.gt)}
+    print(
+        f"{len(bench.names)} database images, {len(bench.gt)} queries, "
+        f"{cfg.codebook_size} words (features + codebook {time.perf_counter() - t0:.0f}s)"
+    )
+    rcfg = RerankConfig(
+        top_k=args.rerank_top,
+        aspect_threshold=None if args.no_aspect_filter else 0.4,
+        pyramid_levels=1 if args.no_pyramid else 2,
+    )
+    if "pooling" in tables:
+        rows = pooling_table(bench)
+        out["pooling"] = rows
+        print("\nBoW vs pooling (mAP)\n" + _markdown(rows, ["method", "mode", "map"]))
+    if "stages" in tables:
+        rows = stage_table(bench, rcfg, args.qe_top)
+        out["stages"] = rows
+        print("\nPipeline stages (mAP)\n" + _markdown(rows, ["stage", "map", "map_qaug"]))
+    if args.json_out:
+        atomic_write_json(args.json_out, out)
     return 0

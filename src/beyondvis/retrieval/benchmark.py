@@ -1,0 +1,240 @@
+"""Thesis-style experiments on an Oxford-format benchmark (e.g. ``beyondvis data make-instances``).
+
+Local features of every database photo and every (augmented) query view are extracted once
+and cached; the codebook, the BoW stages and the pooling baselines then run on the cache, so
+trying a search variant costs seconds, not a backbone pass.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import logging
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from beyondvis.data.oxford import read_gt_files
+from beyondvis.io import ImageLoadError, iter_image_paths, load_image
+from beyondvis.retrieval.bow import bow_matrix, box_mask, distance_weights
+from beyondvis.retrieval.evaluate import mean_average_precision
+from beyondvis.retrieval.features import LocalFeatureExtractor
+from beyondvis.retrieval.index import IndexConfig, Model
+from beyondvis.retrieval.inverted import InvertedIndex
+from beyondvis.retrieval.pooling import POOLINGS, DenseIndex, PCAWhitening
+from beyondvis.retrieval.rerank import RerankConfig
+from beyondvis.retrieval.search import BLCFSearcher, SearchConfig, augment_query, make_view
+from beyondvis.utils import atomic_write
+
+log = logging.getLogger(__name__)
+
+
+def _cache_key(config: IndexConfig) -> str:
+    text = json.dumps(asdict(config.features), sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def _save_features(path: Path, names: list[str], feats: list[np.ndarray], sizes: list) -> None:
+    shapes = np.array([f.shape for f in feats], np.int32)
+    buf = io.BytesIO()
+    np.savez(
+        buf,
+        names=np.array(names),
+        shapes=shapes,
+        sizes=np.array(sizes, np.int32).reshape(-1, 2),
+        data=np.concatenate([f.reshape(-1) for f in feats]).astype(np.float16),
+    )
+    with atomic_write(path, "wb") as f:
+        f.write(buf.getvalue())
+
+
+def _load_features(path: Path) -> tuple[list[str], list[np.ndarray], np.ndarray]:
+    with np.load(path, allow_pickle=False) as d:
+        names, shapes, sizes, data = list(d["names"]), d["shapes"], d["sizes"], d["data"]
+    offsets = np.concatenate([[0], np.cumsum(shapes.prod(axis=1))])
+    feats = [
+        data[offsets[i] : offsets[i + 1]].astype(np.float32).reshape(shapes[i])
+        for i in range(len(shapes))
+    ]
+    return names, feats, sizes
+
+
+@dataclass
+class QueryItem:
+    name: str
+    views: list[tuple[np.ndarray, tuple[int, int], tuple[float, ...] | None]]  # feats, size, box
+
+
+class InstanceBenchmark:
+    def __init__(self, root: Path, config: IndexConfig, cache: Path, device: str = "cpu") -> None:
+        self.root, self.config, self.device = Path(root), config, device
+        self.cache = Path(cache) / _cache_key(config)
+        self.cache.mkdir(parents=True, exist_ok=True)
+        self.queries = read_gt_files(self.root / "gt_files")
+        self.gt = {q.name: q.as_gt() for q in self.queries}
+        self._extractor: LocalFeatureExtractor | None = None
+
+    @property
+    def extractor(self) -> LocalFeatureExtractor:
+        if self._extractor is None:
+            self._extractor = LocalFeatureExtractor(self.config.features, device=self.device)
+        return self._extractor
+
+    # ------------------------------------------------------------------ features
+    def database(self) -> tuple[list[str], list[np.ndarray], np.ndarray]:
+        path = self.cache / "database.npz"
+        if not path.exists():
+            names, feats, sizes = [], [], []
+            t0 = time.perf_counter()
+            from tqdm import tqdm
+
+            paths = list(iter_image_paths(self.root / "images"))
+            for p in tqdm(paths, desc="database features", unit="img", mininterval=10):
+                try:
+                    image = load_image(p)
+                except ImageLoadError as exc:
+                    log.warning("skipped %s: %s", p, exc.reason)
+                    continue
+                names.append(p.stem)
+                feats.append(self.extractor(image))
+                sizes.append(image.size)
+            log.info("database features: %d images in %.1fs", len(names), time.perf_counter() - t0)
+            _save_features(path, names, feats, sizes)
+        return _load_features(path)
+
+    def query_items(self) -> list[QueryItem]:
+        path = self.cache / "queries.npz"
+        if not path.exists():
+            names, feats, sizes = [], [], []
+            for q in self.queries:
+                image = load_image(self.root / "queries" / f"{q.image}.jpg")
+                for v, (im, _box, _m) in enumerate(augment_query(image, q.box)):
+                    names.append(f"{q.name}#{v}")
+                    feats.append(self.extractor(im))
+                    sizes.append(im.size)
+            _save_features(path, names, feats, sizes)
+        names, feats, sizes = _load_features(path)
+        by_name = {n: (f, tuple(int(v) for v in s)) for n, f, s in zip(names, feats, sizes)}
+        items = []
+        for q in self.queries:
+            image_size = by_name[f"{q.name}#0"][1]
+            views = []
+            dummy = load_image_size_stub(image_size)
+            for v, (_im, box, _m) in enumerate(augment_query(dummy, q.box)):
+                f, size = by_name[f"{q.name}#{v}"]
+                views.append((f, size, box))
+            items.append(QueryItem(q.name, views))
+        return items
+
+    # ------------------------------------------------------------------ BLCF
+    def fit_bow(self) -> None:
+        names, feats, sizes = self.database()
+        cfg = self.config
+        rng = np.random.default_rng(cfg.seed)
+        x = np.concatenate([f.reshape(-1, f.shape[-1]) for f in feats])
+        if x.shape[0] > cfg.sample_features:
+            x = x[rng.choice(x.shape[0], cfg.sample_features, replace=False)]
+        t0 = time.perf_counter()
+        pca = PCAWhitening.fit(x, cfg.pca_dim)
+        from beyondvis.retrieval.codebook import Codebook
+
+        codebook = Codebook.fit(pca(x), cfg.codebook_size, cfg.kmeans_iterations, cfg.seed)
+        self.model = Model(cfg, pca, codebook)
+        self.fit_seconds = time.perf_counter() - t0
+        self.names = names
+        self.maps = [self._assign(f) for f in feats]
+        bows = bow_matrix(self.maps, codebook.size, centre=cfg.centre_prior)
+        self.searcher = BLCFSearcher(
+            self.maps, sizes, InvertedIndex.from_bows(bows, cfg.tfidf), cfg.centre_prior
+        )
+        self.query_maps = [
+            (item.name, [(self._assign(f), size, box) for f, size, box in item.views])
+            for item in self.query_items()
+        ]
+
+    def _assign(self, f: np.ndarray) -> np.ndarray:
+        h, w, d = f.shape
+        return self.model.codebook.assign(self.model.pca(f.reshape(-1, d))).reshape(h, w)
+
+    def run_bow(self, search: SearchConfig, augment: bool = False) -> float:
+        rankings = {}
+        for name, views in self.query_maps:
+            chosen = views if augment else views[:1]
+            qviews = [make_view(m, size, box) for m, size, box in chosen]
+            ranking = self.searcher.search(qviews, search)
+            rankings[name] = [self.names[i] for i in ranking.ids]
+        return mean_average_precision(rankings, self.gt)
+
+    # ------------------------------------------------------------------ pooling
+    def run_pooling(self, kind: str, mode: str) -> float:
+        names, feats, _sizes = self.database()
+        pool = POOLINGS[kind]
+        db = np.stack([pool(f) for f in feats])
+        pca = PCAWhitening.fit(db)
+        dense = DenseIndex(pca(db))
+        rankings = {}
+        for item in self.query_items():
+            f, size, box = item.views[0]
+            weights = None
+            if mode != "gs":
+                mask = box_mask(box, size, f.shape[:2])
+                weights = mask.astype(np.float32) if mode == "ls" else distance_weights(mask)
+            q = pool(f, weights) if kind != "spoc" else pool(f, weights, centre=mode == "gs")
+            ids, _ = dense.search(pca(q[None]), len(names))
+            rankings[item.name] = [names[i] for i in ids[0]]
+        return mean_average_precision(rankings, self.gt)
+
+
+def load_image_size_stub(size: tuple[int, int]):
+    """A blank image of the right size: augment_query only needs the size to move the boxes."""
+    from PIL import Image
+
+    return Image.new("RGB", size)
+
+
+STAGES = [
+    ("GS", dict(mode="gs")),
+    ("LS", dict(mode="ls")),
+    ("WS", dict(mode="ws")),
+    ("GS + R", dict(mode="gs", rerank=True)),
+    ("LS + R", dict(mode="ls", rerank=True)),
+    ("GS + GQE", dict(mode="gs", qe="gqe")),
+    ("LS + GQE", dict(mode="ls", qe="gqe")),
+    ("GS + R + GQE", dict(mode="gs", rerank=True, qe="gqe")),
+    ("LS + R + GQE", dict(mode="ls", rerank=True, qe="gqe")),
+    ("GS + R + LQE", dict(mode="gs", rerank=True, qe="lqe")),
+    ("LS + R + LQE", dict(mode="ls", rerank=True, qe="lqe")),
+    ("WS + R + WQE", dict(mode="ws", rerank=True, qe="wqe")),
+]
+
+
+def stage_table(bench: InstanceBenchmark, rerank: RerankConfig, qe_top: int = 10) -> list[dict]:
+    rows = []
+    for label, kw in STAGES:
+        cfg = SearchConfig(
+            rerank_config=rerank, qe_top=qe_top, centre_prior=bench.config.centre_prior, **kw
+        )
+        rows.append(
+            {
+                "stage": label,
+                "map": bench.run_bow(cfg),
+                "map_qaug": bench.run_bow(cfg, augment=True),
+            }
+        )
+    return rows
+
+
+def pooling_table(bench: InstanceBenchmark) -> list[dict]:
+    rows = []
+    for mode in ("gs", "ws", "ls"):
+        cfg = SearchConfig(mode=mode, centre_prior=bench.config.centre_prior)
+        rows.append({"method": "BoW (BLCF)", "mode": mode.upper(), "map": bench.run_bow(cfg)})
+    for kind in ("spoc", "crow", "mac", "rmac"):
+        for mode in ("gs", "ws", "ls"):
+            rows.append(
+                {"method": kind, "mode": mode.upper(), "map": bench.run_pooling(kind, mode)}
+            )
+    return rows
