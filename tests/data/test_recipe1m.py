@@ -107,8 +107,8 @@ def test_layer2_det_ingrs_and_image_layout(tmp_path):
     data = load_recipe1m(tmp_path)
     r1 = next(r for r in data.recipes if r.id == "r1")
     assert r1.images == ["abcd1234.jpg"]  # the second image file is missing: dropped
-    bad = " ".join(w for w, _ in data.report.bad)
-    assert "ffff0000.jpg" in bad and "layer2[1]" in bad
+    assert data.missing_images == ["ffff0000.jpg (recipe r1)"]
+    assert [w for w, _ in data.report.bad] == ["layer2[1]"]
     assert data.det_ingrs == {"r1": ["water"]}
     assert read_layer2(tmp_path / "layer2.json") == {"r1": ["abcd1234.jpg", "ffff0000.jpg"]}
     assert read_det_ingrs(tmp_path / "det_ingrs.json")["r1"] == ["water"]

@@ -44,7 +44,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--data", required=True, help="folder written by 'recipes prepare'")
     p.add_argument("--encoder", choices=("skip", "minilm"), default="skip")
     p.add_argument("--w2v-dim", type=int, default=64)
-    p.add_argument("--skip-steps", type=int, default=400, help="skip-instructions train steps")
+    p.add_argument("--skip-steps", type=int, default=300, help="skip-instructions train steps")
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=_text_features)
 
@@ -65,6 +66,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="KEY=VALUE",
         help="override a config field, e.g. --set sem_weight=0",
     )
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     p.set_defaults(func=_train)
 
     p = sub.add_parser("baselines", help="random ranking and CCA on the test split")
@@ -136,8 +138,11 @@ def _prepare(args: argparse.Namespace) -> int:
 
 
 def _text_features(args: argparse.Namespace) -> int:
+    import torch
+
     from beyondvis.recipes.features import build_text_features
 
+    torch.set_num_threads(args.threads)
     _need_dir(args.data, "--data")
     info = build_text_features(
         args.data, args.w2v_dim, skip_steps=args.skip_steps, encoder=args.encoder, seed=args.seed
@@ -184,7 +189,7 @@ def _train(args: argparse.Namespace) -> int:
         cfg = load_config(args.config or {}, JointTrainConfig, overrides=args.set)
     except (ConfigError, ValueError, FileNotFoundError) as exc:
         raise CLIError(str(exc)) from exc
-    torch.set_num_threads(max(1, min(torch.get_num_threads(), 2)))
+    torch.set_num_threads(args.threads)
     try:
         result = train_joint(args.data, args.out, cfg)
     except (FileNotFoundError, ValueError) as exc:

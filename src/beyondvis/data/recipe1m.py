@@ -231,6 +231,7 @@ class Recipe1M:
     recipes: list[Recipe]
     report: ReadReport
     det_ingrs: dict[str, list[str]] | None = None
+    missing_images: list[str] = dataclasses.field(default_factory=list)  # "image (recipe id)"
 
     def by_partition(self, partition: str) -> list[Recipe]:
         return [r for r in self.recipes if r.partition == partition]
@@ -243,11 +244,12 @@ def load_recipe1m(root: str | os.PathLike, check_images: bool = True) -> Recipe1
     """Read ``layer1.json`` (+ ``layer2.json`` and ``det_ingrs.json`` when present).
 
     With ``check_images`` an image listed in layer 2 whose file is missing is dropped from its
-    recipe and reported.
+    recipe and listed in ``missing_images``.
     """
     root = Path(root)
     report = ReadReport()
     recipes = list(iter_layer1(root / "layer1.json", report))
+    missing: list[str] = []
     layer2 = root / "layer2.json"
     if layer2.exists():
         images = read_layer2(layer2, report)
@@ -259,11 +261,11 @@ def load_recipe1m(root: str | os.PathLike, check_images: bool = True) -> Recipe1
                     if image_path(root, recipe.partition, img).is_file():
                         present.append(img)
                     else:
-                        report.skip(f"image {img} (recipe {recipe.id})", "file missing")
+                        missing.append(f"{img} (recipe {recipe.id})")
                 recipe.images = present
     det = root / "det_ingrs.json"
     det_ingrs = read_det_ingrs(det, report) if det.exists() else None
-    return Recipe1M(root=root, recipes=recipes, report=report, det_ingrs=det_ingrs)
+    return Recipe1M(root, recipes, report, det_ingrs, missing)
 
 
 @dataclasses.dataclass

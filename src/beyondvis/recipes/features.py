@@ -112,7 +112,7 @@ def build_text_features(
     prep_dir: str | Path,
     w2v_dim: int = 64,
     w2v_epochs: int = 10,
-    skip_steps: int = 400,
+    skip_steps: int = 300,
     encoder: str = "skip",
     seed: int = 0,
 ) -> dict[str, Any]:

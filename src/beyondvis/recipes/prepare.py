@@ -101,13 +101,19 @@ def prepare(
         raise ValueError(f"{root}: no recipe left after cleaning")
     train = [r for r in recipes if r.partition == "train"]
     stats: dict[str, Any] = {
-        "read": {"ok": data.report.ok, "malformed_skipped": len(data.report.bad)},
+        "read": {
+            "ok": data.report.ok,
+            "malformed_skipped": len(data.report.bad),
+            "missing_image_files": len(data.missing_images),
+        },
         "malformed_examples": [f"{w}: {why}" for w, why in data.report.bad[:20]],
         "cleaning": dataclasses.asdict(clean),
     }
 
     # --- ingredient names ------------------------------------------------------------------
     tagger_stats: dict[str, Any] = {}
+    base: list[str] = []
+    learned: list[str] = []
     if data.det_ingrs is not None:
         names_of = {
             r.id: [normalize_name(n) for n in data.det_ingrs.get(r.id, [])] for r in recipes
@@ -168,6 +174,13 @@ def prepare(
         [r.title for r in train], config.bigram_top_k, config.bigram_min_count
     )
     categories.save(out / "categories.json")
+    if base:
+        # Agreement on what the models see: names after vocabulary reduction.
+        pairs = [(ingr_vocab.canonical(b), ingr_vocab.canonical(t)) for b, t in zip(base, learned)]
+        pairs = [(b, t) for b, t in pairs if b is not None or t is not None]
+        tagger_stats["agreement_after_reduction"] = round(
+            sum(b == t for b, t in pairs) / max(len(pairs), 1), 4
+        )
     n_words = Counter(w for r in train for s in (r.title, *r.instructions) for w in tokenize(s))
     stats["vocabulary"] = {
         "ingredients": dataclasses.asdict(reduction),
@@ -225,7 +238,8 @@ def format_stats(stats: dict[str, Any]) -> str:
     ds, voc, ext = stats["dataset"], stats["vocabulary"], stats["ingredient_extraction"]
     ing = voc["ingredients"]
     lines = [
-        f"read: {stats['read']['ok']} records, {stats['read']['malformed_skipped']} malformed skipped",
+        f"read: {stats['read']['ok']} records, {stats['read']['malformed_skipped']} malformed "
+        f"skipped, {stats['read']['missing_image_files']} listed images missing on disk",
         "cleaning: " + ", ".join(f"{k}={v}" for k, v in stats["cleaning"].items()),
         f"recipes: {ds['recipes']}  with images: {ds['recipes_with_images']}  images: {ds['images']}",
         "ingredients/recipe: {mean} +- {std} (median {median}, max {max})".format(
@@ -248,7 +262,8 @@ def format_stats(stats: dict[str, Any]) -> str:
             f"(of {ext['train_lines_total']} train lines), held-out token accuracy "
             f"{ext['token_accuracy']:.4f}, name accuracy {ext['line_accuracy']:.4f} "
             f"on {ext['heldout_lines']} lines; agreement with ingredient-slicer "
-            f"{ext['agreement_with_slicer']:.3f} on {ext['agreement_sample']} lines"
+            f"{ext['agreement_with_slicer']:.3f} on {ext['agreement_sample']} lines "
+            f"({ext['agreement_after_reduction']:.3f} after vocabulary reduction)"
         )
     lines.append("plots: " + ", ".join(stats["plots"]))
     return "\n".join(lines)

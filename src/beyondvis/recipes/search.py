@@ -119,7 +119,12 @@ class RecipeSearcher:
         ckpt = load_checkpoint(bundle / "skip_instructions.pt")
         extra = ckpt["extra"]
         skip = SkipInstructions(len(self.words), extra["embed_dim"], extra["hidden"])
-        skip.load_state_dict({k: v.float() for k, v in ckpt["model"].items()}, strict=False)
+        # The bundle keeps the encoder only (no decoders): load what is there, check it all fits.
+        missing = skip.load_state_dict(
+            {k: v.float() for k, v in ckpt["model"].items()}, strict=False
+        ).missing_keys
+        if any(k.startswith(("embed.", "encoder.")) for k in missing):
+            raise ValueError(f"{bundle}: skip_instructions.pt lacks encoder weights")
         self.steps = StepEncoder(skip, self.words, extra["max_tokens"])
         self.recipes = EmbeddingIndex.load(bundle / "recipes")
         self.images = EmbeddingIndex.load(bundle / "images")

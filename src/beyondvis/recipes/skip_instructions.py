@@ -29,16 +29,28 @@ class SkipConfig:
     embed_dim: int = 64
     hidden: int = 128
     max_tokens: int = 20
+    # The decoders predict only the most frequent words (ids are sorted by frequency), the rest
+    # as <unk>: the output softmax dominates the cost and rare words matter little here.
+    decoder_vocab: int = 1000
 
 
 class SkipInstructions(nn.Module):
-    def __init__(self, vocab_size: int, embed_dim: int = 64, hidden: int = 128) -> None:
+    def __init__(
+        self,
+        vocab_size: int,
+        embed_dim: int = 64,
+        hidden: int = 128,
+        decoder_vocab: int | None = None,
+        unk_id: int = 4,
+    ) -> None:
         super().__init__()
+        self.decoder_vocab = min(decoder_vocab or vocab_size, vocab_size)
+        self.unk_id = unk_id
         self.embed = nn.Embedding(vocab_size, embed_dim, padding_idx=0)
         self.encoder = nn.GRU(embed_dim, hidden, batch_first=True)
         self.dec_prev = nn.GRU(embed_dim, hidden, batch_first=True)
         self.dec_next = nn.GRU(embed_dim, hidden, batch_first=True)
-        self.out = nn.Linear(hidden, vocab_size)  # shared by both decoders, as in skip-thoughts
+        self.out = nn.Linear(hidden, self.decoder_vocab)  # shared by both decoders (skip-thoughts)
 
     @property
     def dim(self) -> int:
@@ -55,8 +67,10 @@ class SkipInstructions(nn.Module):
         # target = <start> w1 .. wn <end> (padded); predict target[1:] from target[:-1].
         out, _ = dec(self.embed(target[:, :-1]), h[None].contiguous())
         logits = self.out(out)
+        gold = target[:, 1:]
+        gold = gold.masked_fill(gold >= self.decoder_vocab, self.unk_id)
         return nn.functional.cross_entropy(
-            logits.reshape(-1, logits.shape[-1]), target[:, 1:].reshape(-1), ignore_index=0
+            logits.reshape(-1, logits.shape[-1]), gold.reshape(-1), ignore_index=0
         )
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -137,6 +151,7 @@ class StepEncoder:
                     "embed_dim": self.model.embed.embedding_dim,
                     "hidden": self.model.dim,
                     "max_tokens": self.max_tokens,
+                    "decoder_vocab": self.model.decoder_vocab,
                 },
             },
         )
@@ -149,7 +164,9 @@ class StepEncoder:
             raise ValueError(
                 f"{path}: trained with a vocabulary of {extra.get('vocab_size')} words"
             )
-        model = SkipInstructions(len(vocab), extra["embed_dim"], extra["hidden"])
+        model = SkipInstructions(
+            len(vocab), extra["embed_dim"], extra["hidden"], extra["decoder_vocab"], vocab.unk_id
+        )
         model.load_state_dict(ckpt["model"])
         return cls(model, vocab, extra["max_tokens"])
 
@@ -159,7 +176,7 @@ def train_skip_instructions(
     vocab: Vocabulary,
     out_dir: str | Path,
     config: SkipConfig | None = None,
-    max_steps: int = 400,
+    max_steps: int = 300,
     batch_size: int = 64,
     seed: int = 0,
 ) -> tuple[StepEncoder, dict[str, float]]:
@@ -168,7 +185,9 @@ def train_skip_instructions(
     triples = make_triples(recipes, vocab, config.max_tokens)
     if not triples:
         raise ValueError("no recipe with >= 3 instructions (title included) to train on")
-    model = SkipInstructions(len(vocab), config.embed_dim, config.hidden)
+    model = SkipInstructions(
+        len(vocab), config.embed_dim, config.hidden, config.decoder_vocab, vocab.unk_id
+    )
     epochs = max(1, -(-max_steps * batch_size // len(triples)))
     cfg = TrainConfig(
         out_dir=str(out_dir),
