@@ -119,3 +119,9 @@ def test_mention_precision_recall():
     assert out["recall"] == pytest.approx(3 / 5)
     assert out["precision_per_recipe"] == pytest.approx((2 / 3 + 1) / 2)
     assert out["recall_per_recipe"] == pytest.approx((2 / 3 + 1 / 2) / 2)
+
+
+def test_mention_metrics_accept_any_matching_function():
+    metric = MentionMetrics(lambda words: [w for w in words if w in {"salt", "egg"}])
+    assert metric.update(["add", "salt", "and", "salt"], ["salt", "flour"]) == {"salt"}
+    assert metric.compute()["precision"] == 1.0 and metric.compute()["recall"] == 0.5

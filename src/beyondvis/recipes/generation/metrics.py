@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -192,8 +192,12 @@ class MentionMetrics:
     mentioned / no reference are left out of the respective mean).
     """
 
-    def __init__(self, matcher: IngredientMatcher) -> None:
-        self.matcher = matcher
+    def __init__(
+        self, matcher: IngredientMatcher | Callable[[Sequence[str]], Iterable[str]]
+    ) -> None:
+        # Any words -> ingredient labels function works, e.g. the Recipes I vocabulary's own
+        # matcher: ``lambda words: vocab.find_in_text(" ".join(words))``.
+        self.find = matcher.find if isinstance(matcher, IngredientMatcher) else matcher
         self.hits = 0
         self.mentioned = 0
         self.reference = 0
@@ -203,7 +207,7 @@ class MentionMetrics:
     def update(self, words: Sequence[str], reference: Iterable[str]) -> set[str]:
         """Score one recipe; returns the ingredients found in ``words``."""
         ref = set(reference)
-        found = self.matcher.find(words)
+        found = set(self.find(words))
         hits = len(found & ref)
         self.hits += hits
         self.mentioned += len(found)
