@@ -223,6 +223,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--min-time", type=float, default=4.0, help="seconds timed per cell")
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     parser.add_argument(
+        "--check-preprocessing",
+        action="store_true",
+        help="compare lite0 padding / normalisation choices on real photos instead",
+    )
+    parser.add_argument(
         "--child", nargs=4, metavar=("NAME", "MODE", "SIZE", "BATCH"), help=argparse.SUPPRESS
     )
     args = parser.parse_args(argv)
