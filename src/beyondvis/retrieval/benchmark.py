@@ -20,6 +20,7 @@ import numpy as np
 from beyondvis.data.oxford import read_gt_files
 from beyondvis.io import ImageLoadError, iter_image_paths, load_image
 from beyondvis.retrieval.bow import bow_matrix, box_mask, distance_weights
+from beyondvis.retrieval.codebook import Codebook
 from beyondvis.retrieval.evaluate import mean_average_precision
 from beyondvis.retrieval.features import LocalFeatureExtractor
 from beyondvis.retrieval.index import IndexConfig, Model
@@ -138,11 +139,17 @@ class InstanceBenchmark:
         if x.shape[0] > cfg.sample_features:
             x = x[rng.choice(x.shape[0], cfg.sample_features, replace=False)]
         t0 = time.perf_counter()
-        pca = PCAWhitening.fit(x, cfg.pca_dim)
-        from beyondvis.retrieval.codebook import Codebook
-
-        codebook = Codebook.fit(pca(x), cfg.codebook_size, cfg.kmeans_iterations, cfg.seed)
-        self.model = Model(cfg, pca, codebook)
+        key = hashlib.sha256(json.dumps(asdict(cfg), sort_keys=True).encode()).hexdigest()[:12]
+        model_dir = self.cache / f"model_{key}"
+        if (model_dir / "model.npz").exists():
+            self.model = Model.load(model_dir, cfg)
+        else:
+            pca = PCAWhitening.fit(x, cfg.pca_dim)
+            codebook = Codebook.fit(pca(x), cfg.codebook_size, cfg.kmeans_iterations, cfg.seed)
+            self.model = Model(cfg, pca, codebook)
+            model_dir.mkdir(exist_ok=True)
+            self.model.save(model_dir)
+        codebook = self.model.codebook
         self.fit_seconds = time.perf_counter() - t0
         self.names = names
         self.maps = [self._assign(f) for f in feats]

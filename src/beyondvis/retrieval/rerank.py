@@ -9,6 +9,7 @@ dropped, the rest are scored by cosine similarity to the query box BoW, optional
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -147,19 +148,60 @@ class LocalReranker:
     ) -> WindowMatch:
         """Best window of one database map for the query (vectors from :meth:`query_vectors`)."""
         cfg = self.config
-        windows = enumerate_windows(assignment.shape, cfg.divisors, cfg.overlap)
+        windows, member, per = _layout(
+            tuple(assignment.shape), tuple(cfg.divisors), cfg.overlap, cfg.pyramid_levels
+        )
+        words = assignment.ravel().astype(np.int64)
+        cells = words.size
+        # BoW of every region = membership (regions x cells) @ one-hot (cells x vocab)
+        one_hot = sp.csr_matrix(
+            (self.idf[words], words, np.arange(cells + 1)), shape=(cells, self.vocab_size)
+        )
+        region = member @ one_hot
+        sq = region.data.astype(np.float64) ** 2
+        norms = np.sqrt(np.add.reduceat(sq, region.indptr[:-1])) if sq.size else np.zeros(0)
+        norms[np.diff(region.indptr) == 0] = 0.0
+        norms = np.where(norms > 0, norms, 1.0)
+        # numerators: per-cell idf * query weight summed over each region, for each query part
+        per_cell = self.idf[words][:, None] * query_vecs.T[words]  # (cells, per)
+        dots = np.asarray(member @ per_cell)  # (n_regions, per)
+        cos = (dots / norms[:, None]).reshape(len(windows), per, per)
+        cos = cos[:, np.arange(per), np.arange(per)]  # region j vs query region j
+        weights = pyramid_weights(cfg.pyramid_levels)
+        scores = cos @ weights / weights.sum()
         if cfg.aspect_threshold is not None:
             ar = aspect_scores(windows, cell_size, query_ar)
             keep = ar >= cfg.aspect_threshold
-            # A query far more elongated than any window: keep the closest shapes, not nothing.
-            windows = windows[keep] if keep.any() else windows[ar >= ar.max() - 1e-9]
-        per = 1 if cfg.pyramid_levels == 1 else 5
-        regions = np.concatenate([self._regions_of(tuple(win)) for win in windows])
-        vecs = self._normalise(region_bows(assignment, regions, self.vocab_size))
-        weights = pyramid_weights(cfg.pyramid_levels)
-        cos = np.asarray(vecs @ query_vecs.T)  # (n_regions, per)
-        # region j of window i is compared with query region j only
-        cos = cos.reshape(len(windows), per, per)[:, np.arange(per), np.arange(per)]
-        scores = cos @ weights / weights.sum()
+            # a query more elongated than any window: keep the closest shapes, not nothing
+            if not keep.any():
+                keep = ar >= ar.max() - 1e-9
+            scores = np.where(keep, scores, -np.inf)
         best = int(np.argmax(scores))
         return WindowMatch(float(scores[best]), tuple(int(v) for v in windows[best]))
+
+
+@functools.lru_cache(maxsize=128)
+def _layout(
+    shape: tuple[int, int], divisors: tuple[int, ...], overlap: float, levels: int
+) -> tuple[np.ndarray, sp.csr_matrix, int]:
+    """Windows of a map shape and the (regions x cells) membership matrix, computed once per
+    shape: most photos of a collection share a few map shapes."""
+    h, w = shape
+    windows = enumerate_windows(shape, divisors, overlap)
+    regions = []
+    for win in windows:
+        regions.extend(pyramid_regions(tuple(win)) if levels == 2 else [tuple(win)])
+    grid = np.arange(h * w).reshape(h, w)
+    rows, cols = [], []
+    for k, (c0, r0, c1, r1) in enumerate(regions):
+        ids = grid[r0:r1, c0:c1].ravel()
+        cols.append(ids)
+        rows.append(np.full(ids.size, k, dtype=np.int64))
+    member = sp.csr_matrix(
+        (
+            np.ones(sum(c.size for c in cols), np.float32),
+            (np.concatenate(rows), np.concatenate(cols)),
+        ),
+        shape=(len(regions), h * w),
+    )
+    return windows, member, 5 if levels == 2 else 1
