@@ -197,7 +197,7 @@ class FeedForwardSet(SetPredictor):
             label_loss = losses.soft_iou_loss(logits, targets)
         else:
             label_loss = losses.target_distribution_loss(logits, targets)
-        out: dict[str, Any] = {"label_loss": label_loss.mean()}
+        out: dict[str, Any] = {"label_loss": label_loss.mean().detach()}
         total = label_loss.mean()
         if card_logits is not None:
             card = batch["card"].clamp(max=self.max_set_size)
@@ -207,7 +207,7 @@ class FeedForwardSet(SetPredictor):
                 card_loss = losses.dirichlet_categorical_loss(
                     self._alphas(card_logits), self.card_prior, card
                 )
-            out["card_loss"] = card_loss.mean()
+            out["card_loss"] = card_loss.mean().detach()
             total = total + self.config.lambda_card * card_loss.mean()
         out["loss"] = total
         return out
@@ -399,7 +399,7 @@ class AutoregressiveSet(SetPredictor):
             logits = self.decoder.teacher_forced(memory, inputs)
             logits = logits + decoding.repeat_mask(inputs, self.num_labels, self.vocab)
             loss = losses.sequence_ce_loss(logits, targets, IGNORE).mean()
-            return {"loss": loss, "ce_loss": loss}
+            return {"loss": loss, "ce_loss": loss.detach()}
         targets = batch["targets"].float()
         probs, _ = self._greedy(memory, steps, feed_labels_only=True)
         step_ids = torch.arange(steps, device=probs.device)[None]
@@ -411,7 +411,8 @@ class AutoregressiveSet(SetPredictor):
         eos = losses.eos_loss(probs[..., self.eos], card).mean()
         card_pen = losses.cardinality_l1_penalty(pooled, targets).mean()
         total = label_loss + self.config.lambda_eos * eos + self.config.lambda_card * card_pen
-        return {"loss": total, "label_loss": label_loss, "eos_loss": eos, "card_pen": card_pen}
+        parts = {"label_loss": label_loss, "eos_loss": eos, "card_pen": card_pen}
+        return {"loss": total, **{k: v.detach() for k, v in parts.items()}}
 
     def _greedy(
         self, memory: torch.Tensor, steps: int, feed_labels_only: bool = False
