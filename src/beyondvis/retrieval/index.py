@@ -56,6 +56,7 @@ class IndexConfig:
     codebook_size: int = 25000
     pca_dim: int | None = None  # None keeps every dimension
     kmeans_iterations: int = 20
+    assign_nprobe: int | None = None  # None: exact word assignment; k: IVF over the words
     sample_images: int = 500  # images whose features fit PCA and k-means
     sample_features: int = 500_000
     centre_prior: bool = True
@@ -109,7 +110,8 @@ class Model:
     @classmethod
     def load(cls, folder: Path, config: IndexConfig) -> Model:
         d = _load_npz(Path(folder) / "model.npz")
-        return cls(config, PCAWhitening(d["mean"], d["projection"]), Codebook(d["centroids"]))
+        codebook = Codebook(d["centroids"], config.assign_nprobe)
+        return cls(config, PCAWhitening(d["mean"], d["projection"]), codebook)
 
 
 def fit_model(
@@ -137,7 +139,7 @@ def fit_model(
         x = x[rng.choice(x.shape[0], config.sample_features, replace=False)]
     pca = PCAWhitening.fit(x, config.pca_dim)
     codebook = Codebook.fit(pca(x), config.codebook_size, config.kmeans_iterations, config.seed)
-    return Model(config, pca, codebook)
+    return Model(config, pca, Codebook(codebook.centroids, config.assign_nprobe))
 
 
 # ----------------------------------------------------------------------------- index
