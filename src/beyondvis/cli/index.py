@@ -123,6 +123,7 @@ def _add_config_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-side", type=int)
     p.add_argument("--no-upsample", action="store_true")
     p.add_argument("--codebook-size", type=int)
+    p.add_argument("--pca-dim", type=int, help="keep this many whitened dimensions")
     p.add_argument("--sample-images", type=int)
     p.add_argument("--no-centre-prior", action="store_true")
     p.add_argument("--chunk-size", type=int)
@@ -154,6 +155,8 @@ def _config(args):
         f.upsample = False
     if args.codebook_size:
         cfg.codebook_size = args.codebook_size
+    if args.pca_dim:
+        cfg.pca_dim = args.pca_dim
     if args.sample_images:
         cfg.sample_images = args.sample_images
     if args.chunk_size:
