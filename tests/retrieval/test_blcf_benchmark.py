@@ -4,7 +4,13 @@ import pytest
 from _fake_features import PatchFeatures
 
 from beyondvis.data.instances import InstanceConfig, make_instances
-from beyondvis.retrieval.benchmark import STAGES, InstanceBenchmark, pooling_table, stage_table
+from beyondvis.retrieval.benchmark import (
+    STAGES,
+    InstanceBenchmark,
+    localisation_table,
+    pooling_table,
+    stage_table,
+)
 from beyondvis.retrieval.features import FeatureConfig
 from beyondvis.retrieval.index import IndexConfig
 from beyondvis.retrieval.rerank import RerankConfig
@@ -24,6 +30,10 @@ def test_tables_run_and_give_valid_map(shared_data, tmp_path):
     assert [r["stage"] for r in stages] == [s for s, _ in STAGES]
     for r in stages:
         assert 0.0 < r["map"] <= 1.0 and 0.0 < r["map_qaug"] <= 1.0
+    loc = localisation_table(bench, RerankConfig(top_k=10))
+    assert [r["stage"] for r in loc] == ["GS + R", "LS + R"]
+    for r in loc:
+        assert r["positives_reranked"] > 0 and 0.0 <= r["mean_iou"] <= 1.0
     pooled = pooling_table(bench)
     assert {r["method"] for r in pooled} == {"BoW (BLCF)", "spoc", "crow", "mac", "rmac"}
     assert all(0.0 < r["map"] <= 1.0 for r in pooled)

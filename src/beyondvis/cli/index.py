@@ -58,7 +58,9 @@ def register(subparsers) -> None:
     )
     e.add_argument("dataset", type=Path, help="folder with images/, queries/, gt_files/")
     e.add_argument("--cache", type=Path, default=Path(".cache/retrieval"), help="feature cache")
-    e.add_argument("--tables", default="stages,pooling", help="comma list: stages, pooling")
+    e.add_argument(
+        "--tables", default="stages,pooling", help="comma list: stages, pooling, localisation"
+    )
     e.add_argument("--rerank-top", type=int, default=100)
     e.add_argument("--no-aspect-filter", action="store_true")
     e.add_argument("--no-pyramid", action="store_true")
@@ -379,20 +381,26 @@ def cmd_evaluate(args) -> int:
 
     from beyondvis.data.oxford import GroundTruthError
     from beyondvis.device import resolve_device
-    from beyondvis.retrieval.benchmark import InstanceBenchmark, pooling_table, stage_table
+    from beyondvis.retrieval.benchmark import (
+        InstanceBenchmark,
+        localisation_table,
+        pooling_table,
+        stage_table,
+    )
     from beyondvis.retrieval.rerank import RerankConfig
     from beyondvis.utils import atomic_write_json
 
     cfg = _config(args)
     tables = {t.strip() for t in args.tables.split(",") if t.strip()}
-    if not tables <= {"stages", "pooling"}:
-        raise CLIError(f"unknown table(s) {sorted(tables - {'stages', 'pooling'})}")
+    known = {"stages", "pooling", "localisation"}
+    if not tables <= known:
+        raise CLIError(f"unknown table(s) {sorted(tables - known)}")
+    t0 = time.perf_counter()
     try:
         bench = InstanceBenchmark(args.dataset, cfg, args.cache, str(resolve_device(args.device)))
-    except GroundTruthError as exc:
+        bench.fit_bow()
+    except (GroundTruthError, FileNotFoundError) as exc:
         raise CLIError(str(exc)) from None
-    t0 = time.perf_counter()
-    bench.fit_bow()
     out = {"config": asdict(cfg), "database_images": len(bench.names), "queries": len(bench.gt)}
     print(
         f"{len(bench.names)} database images, {len(bench.gt)} queries, "
@@ -411,6 +419,14 @@ def cmd_evaluate(args) -> int:
         rows = stage_table(bench, rcfg, args.qe_top)
         out["stages"] = rows
         print("\nPipeline stages (mAP)\n" + _markdown(rows, ["stage", "map", "map_qaug"]))
+    if "localisation" in tables:
+        try:
+            rows = localisation_table(bench, rcfg)
+        except FileNotFoundError as exc:
+            raise CLIError(str(exc)) from None
+        out["localisation"] = rows
+        cols = ["stage", "positives_reranked", "mean_iou", "iou_ge_0.3", "iou_ge_0.5"]
+        print("\nLocalisation of reranked positives\n" + _markdown(rows, cols))
     if args.json_out:
         atomic_write_json(args.json_out, out)
     return 0

@@ -79,6 +79,20 @@ class InstanceBenchmark:
         self._extractor: LocalFeatureExtractor | None = None
 
     @property
+    def images_dir(self) -> Path:
+        # make-instances writes images/; Oxford 5k ships jpg/ (queries are database photos)
+        for name in ("images", "jpg"):
+            if (self.root / name).is_dir():
+                return self.root / name
+        raise FileNotFoundError(f"no images/ or jpg/ folder in {self.root}")
+
+    def query_path(self, image_id: str) -> Path:
+        for folder in (self.root / "queries", self.images_dir):
+            if (folder / f"{image_id}.jpg").exists():
+                return folder / f"{image_id}.jpg"
+        raise FileNotFoundError(f"query image {image_id}.jpg not found under {self.root}")
+
+    @property
     def extractor(self) -> LocalFeatureExtractor:
         if self._extractor is None:
             self._extractor = LocalFeatureExtractor(self.config.features, device=self.device)
@@ -92,7 +106,7 @@ class InstanceBenchmark:
             t0 = time.perf_counter()
             from tqdm import tqdm
 
-            paths = list(iter_image_paths(self.root / "images"))
+            paths = list(iter_image_paths(self.images_dir))
             for p in tqdm(paths, desc="database features", unit="img", mininterval=10):
                 try:
                     image = load_image(p)
@@ -111,7 +125,7 @@ class InstanceBenchmark:
         if not path.exists():
             names, feats, sizes = [], [], []
             for q in self.queries:
-                image = load_image(self.root / "queries" / f"{q.image}.jpg")
+                image = load_image(self.query_path(q.image))
                 for v, (im, _box, _m) in enumerate(augment_query(image, q.box)):
                     names.append(f"{q.name}#{v}")
                     feats.append(self.extractor(im))
@@ -244,4 +258,50 @@ def pooling_table(bench: InstanceBenchmark) -> list[dict]:
             rows.append(
                 {"method": kind, "mode": mode.upper(), "map": bench.run_pooling(kind, mode)}
             )
+    return rows
+
+
+def _iou(a, b) -> float:
+    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
+
+
+def localisation_table(bench: InstanceBenchmark, rerank: RerankConfig) -> list[dict]:
+    """How well the reranking window localises the object in the positives it reranked.
+
+    Needs ``annotations.json`` (written by make-instances): for every good/ok positive among
+    the reranked top K, the IoU of the best window with the pasted object's box.
+    """
+    path = bench.root / "annotations.json"
+    if not path.exists():
+        raise FileNotFoundError(f"{path} missing: localisation needs make-instances annotations")
+    truth = {
+        (a["query"], a["image"]): a["box"]
+        for a in json.loads(path.read_text(encoding="utf-8"))["instances"]
+        if a["label"] in ("good", "ok")
+    }
+    rows = []
+    for mode in ("gs", "ls"):
+        cfg = SearchConfig(mode=mode, rerank=True, rerank_config=rerank,
+                           centre_prior=bench.config.centre_prior)  # fmt: skip
+        ious = []
+        for name, views in bench.query_maps:
+            ranking = bench.searcher.search([make_view(*views[0])], cfg)
+            for i, box in ranking.boxes.items():
+                key = (name, bench.names[i])
+                if key in truth:
+                    ious.append(_iou(box, truth[key]))
+        ious = np.array(ious)
+        rows.append(
+            {
+                "stage": f"{mode.upper()} + R",
+                "positives_reranked": int(ious.size),
+                "mean_iou": float(ious.mean()) if ious.size else float("nan"),
+                "iou_ge_0.3": float((ious >= 0.3).mean()) if ious.size else float("nan"),
+                "iou_ge_0.5": float((ious >= 0.5).mean()) if ious.size else float("nan"),
+            }
+        )
     return rows
