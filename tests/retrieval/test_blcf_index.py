@@ -188,3 +188,17 @@ def test_killed_build_resumes_from_checkpointed_chunks(tmp_path):
     fresh = build_index(photos, tmp_path / "fresh", _config(), extractor=PatchFeatures())
     for a, b in zip(index.maps, fresh.maps):
         assert np.array_equal(a, b)
+
+
+def test_saved_postings_are_used_and_rebuilt_when_missing(tmp_path):
+    photos = _photos(tmp_path / "photos", 8)
+    index = build_index(photos, tmp_path / "idx", _config(), extractor=PatchFeatures())
+    loaded = BLCFIndex.load(tmp_path / "idx")
+    assert loaded._inverted is not None  # read from postings.npz, not rebuilt
+    view = make_view(index.maps[2], tuple(index.image_sizes[2]))
+    expected = index.searcher().search([view]).scores
+    assert np.allclose(loaded.searcher().search([view]).scores, expected, atol=1e-6)
+    (tmp_path / "idx" / "postings.npz").write_bytes(b"junk")
+    rebuilt = BLCFIndex.load(tmp_path / "idx")
+    assert rebuilt._inverted is None
+    assert np.allclose(rebuilt.searcher().search([view]).scores, expected, atol=1e-6)
