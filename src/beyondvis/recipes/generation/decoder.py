@@ -138,6 +138,12 @@ class InstructionDecoder(nn.Module):
         self.config = config
         d = config.d_model
         self.word_embed = nn.Embedding(config.vocab_size, d, padding_idx=config.special.pad)
+        # std d^-0.5 (as fairseq's transformer): the sqrt(d) input scale makes the inputs unit
+        # sized, and the tied output projection starts with unit-sized logits instead of
+        # sqrt(d)-sized ones (an initial loss of ~200 nats and a perplexity of 1e100).
+        nn.init.normal_(self.word_embed.weight, std=d**-0.5)
+        with torch.no_grad():
+            self.word_embed.weight[config.special.pad].zero_()
         self.pos_embed = nn.Embedding(config.max_len, d)
         self.embed_scale = math.sqrt(d)
         self.embed_drop = nn.Dropout(config.dropout)

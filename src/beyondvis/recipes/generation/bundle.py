@@ -1,0 +1,248 @@
+"""The shipped inverse-cooking model: export after training, load and run for ``beyondvis cook``.
+
+A bundle is a folder:
+
+* ``model.pt`` — float16 state dicts of the ingredient set predictor and the instruction
+  decoder plus their plain configs (loaded with ``torch.load(weights_only=True)``);
+* ``ingredients.json`` / ``words.json`` — the Recipes I ingredient names and instruction words;
+* ``retrieval.json`` + ``retrieval_ingredients.npy`` — the compact retrieval index: recipe id,
+  title and reduced ingredient ids of every recipe (int16, padded with -1). A query is the
+  predicted ingredient probability vector; recipes are ranked by the cosine similarity of
+  idf-weighted ingredient vectors (the ingredient-based counterpart of Recipes I's retrieval).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from beyondvis.recipes.generation.config import IMAGE, INGREDIENTS, DecoderConfig
+from beyondvis.recipes.generation.data import MAX_INGREDIENTS
+from beyondvis.recipes.generation.decoder import InstructionDecoder
+from beyondvis.recipes.generation.decoding import generate
+from beyondvis.recipes.generation.dedup import dedup_ingredients
+from beyondvis.recipes.generation.sequences import split_recipe
+from beyondvis.utils import atomic_write_bytes, atomic_write_json
+
+BUNDLE_FORMAT_VERSION = 1
+PACKAGE_BUNDLE = Path(__file__).resolve().parents[2] / "assets" / "generation"
+DEMO_PHOTO = PACKAGE_BUNDLE / "demo_food.jpg"
+
+
+class BundleError(ValueError):
+    """A bundle folder is missing files or has an unknown format."""
+
+
+def _half(state: dict[str, Tensor]) -> dict[str, Tensor]:
+    return {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
+
+
+def build_retrieval(recipes: list[Any], num_ingredients: int) -> tuple[dict, np.ndarray]:
+    ids = np.full((len(recipes), MAX_INGREDIENTS), -1, dtype=np.int16)
+    for row, r in enumerate(recipes):
+        ids[row, : len(r.ingredients)] = r.ingredients[:MAX_INGREDIENTS]
+    meta = {
+        "format_version": BUNDLE_FORMAT_VERSION,
+        "ids": [r.id for r in recipes],
+        "titles": [r.title for r in recipes],
+        "num_ingredients": num_ingredients,
+    }
+    return meta, ids
+
+
+def save_bundle(
+    folder: str | Path,
+    set_predictor: torch.nn.Module,
+    set_info: dict[str, Any],
+    decoder: InstructionDecoder,
+    ingredient_names: list[str],
+    word_itos: list[str],
+    word_specials: list[str],
+    retrieval: tuple[dict, np.ndarray],
+    image_size: int = 224,
+) -> None:
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    payload = {
+        "format_version": BUNDLE_FORMAT_VERSION,
+        "image_size": image_size,
+        "set_predictor": {"info": set_info, "state": _half(set_predictor.state_dict())},
+        "decoder": {"config": decoder.config.to_dict(), "state": _half(decoder.state_dict())},
+    }
+    buf = io.BytesIO()
+    torch.save(payload, buf)
+    atomic_write_bytes(folder / "model.pt", buf.getvalue())
+    atomic_write_json(
+        folder / "ingredients.json", {"format_version": 1, "names": ingredient_names}, indent=None
+    )
+    atomic_write_json(
+        folder / "words.json",
+        {"format_version": 1, "specials": word_specials, "itos": word_itos},
+        indent=None,
+    )
+    meta, ids = retrieval
+    atomic_write_json(folder / "retrieval.json", meta, indent=None)
+    npy = io.BytesIO()
+    np.save(npy, ids)
+    atomic_write_bytes(folder / "retrieval_ingredients.npy", npy.getvalue())
+
+
+@dataclass
+class CookResult:
+    title: str
+    ingredients: list[dict[str, Any]]
+    instructions: list[str]
+    retrieved: list[dict[str, Any]]
+    timings: dict[str, float]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "title": self.title,
+            "ingredients": self.ingredients,
+            "instructions": self.instructions,
+            "retrieved": self.retrieved,
+        }
+
+
+def detokenize(words: list[str]) -> str:
+    """Join tokens, gluing punctuation to the previous word and capitalising the first letter."""
+    out = ""
+    for w in words:
+        if out and w not in {".", ",", ";", ":", "!", "?", ")", "%"} and not out.endswith("("):
+            out += " "
+        out += w
+    return out[:1].upper() + out[1:]
+
+
+class CookModel:
+    """Photo -> ingredients (set predictor) -> title + steps (decoder) + closest real recipes."""
+
+    def __init__(self, folder: str | Path = PACKAGE_BUNDLE, device: str = "cpu") -> None:
+        from beyondvis.backbones import create_backbone
+        from beyondvis.recipes.generation.training import build_set_predictor
+
+        folder = Path(folder)
+        needed = [
+            "model.pt",
+            "ingredients.json",
+            "words.json",
+            "retrieval.json",
+            "retrieval_ingredients.npy",
+        ]
+        missing = [n for n in needed if not (folder / n).is_file()]
+        if missing:
+            raise BundleError(f"{folder}: model bundle lacks {missing}")
+        payload = torch.load(folder / "model.pt", map_location="cpu", weights_only=True)
+        if payload.get("format_version") != BUNDLE_FORMAT_VERSION:
+            raise BundleError(f"{folder}/model.pt: unknown format {payload.get('format_version')}")
+        self.device = torch.device(device)
+        self.image_size = int(payload["image_size"])
+        self.ingredient_names = json.loads((folder / "ingredients.json").read_text())["names"]
+        words = json.loads((folder / "words.json").read_text())
+        self.itos: list[str] = words["itos"]
+        info = payload["set_predictor"]["info"]
+        self.set_predictor = build_set_predictor(
+            info["name"], len(self.ingredient_names), info["options"]
+        )
+        self.set_predictor.load_state_dict(
+            {k: v.float() for k, v in payload["set_predictor"]["state"].items()}
+        )
+        self.decoder = InstructionDecoder(DecoderConfig.from_dict(payload["decoder"]["config"]))
+        self.decoder.load_state_dict({k: v.float() for k, v in payload["decoder"]["state"].items()})
+        self.set_predictor.to(self.device).eval()
+        self.decoder.to(self.device).eval()
+        self.backbone = create_backbone("efficientnet_lite0").to(self.device).eval()
+        self.transform = self.backbone.transform(size=self.image_size)
+        meta = json.loads((folder / "retrieval.json").read_text())
+        self.retrieval_ids: list[str] = meta["ids"]
+        self.retrieval_titles: list[str] = meta["titles"]
+        ids = np.load(folder / "retrieval_ingredients.npy", allow_pickle=False)
+        self._build_retrieval(ids)
+        self.unk_id = self.itos.index("<unk>") if "<unk>" in self.itos else None
+
+    def _build_retrieval(self, ids: np.ndarray) -> None:
+        n = len(self.ingredient_names)
+        rows, cols = np.nonzero(ids >= 0)
+        matrix = np.zeros((ids.shape[0], n), dtype=np.float32)
+        matrix[rows, ids[rows, cols]] = 1.0
+        df = matrix.sum(0)
+        self.idf = np.log((1 + ids.shape[0]) / (1 + df)).astype(np.float32) + 1.0
+        weighted = matrix * self.idf
+        norms = np.linalg.norm(weighted, axis=1, keepdims=True)
+        self.retrieval_matrix = weighted / np.maximum(norms, 1e-8)
+
+    def retrieve(self, probs: np.ndarray, k: int = 3) -> list[dict[str, Any]]:
+        query = probs.astype(np.float32) * self.idf
+        query /= max(float(np.linalg.norm(query)), 1e-8)
+        scores = self.retrieval_matrix @ query
+        top = np.argsort(-scores, kind="stable")[:k]
+        return [
+            {
+                "id": self.retrieval_ids[i],
+                "title": self.retrieval_titles[i],
+                "score": round(float(scores[i]), 4),
+            }
+            for i in top
+        ]
+
+    @torch.no_grad()
+    def feature_map(self, image: Any) -> Tensor:
+        x = self.transform(image)[None].to(self.device)
+        return self.backbone.feature_map(x)
+
+    @torch.no_grad()
+    def ingredients(self, feature_map: Tensor) -> tuple[list[int], np.ndarray]:
+        pred, scores = self.set_predictor.predict(feature_map)
+        labels = torch.nonzero(pred[0]).flatten().tolist()
+        probs = scores[0].float().cpu().numpy()
+        labels = sorted(labels, key=lambda i: -probs[i])
+        labels, _ = dedup_ingredients(labels, probs=[float(probs[i]) for i in labels])
+        return labels, probs
+
+    @torch.no_grad()
+    def cook(self, image: Any, decode: str = "greedy", **options: Any) -> CookResult:
+        t0 = time.perf_counter()
+        fmap = self.feature_map(image)
+        t1 = time.perf_counter()
+        labels, probs = self.ingredients(fmap)
+        t2 = time.perf_counter()
+        cfg = self.decoder.config
+        image_features = fmap if IMAGE in cfg.conditions else None
+        ingr = None
+        if INGREDIENTS in cfg.conditions:
+            ingr = torch.full((1, max(1, len(labels))), cfg.ingredient_pad_id, dtype=torch.long)
+            if labels:
+                ingr[0, : len(labels)] = torch.as_tensor(labels)
+            ingr = ingr.to(self.device)
+        if self.unk_id is not None:
+            options.setdefault("banned", [self.unk_id])
+        if decode == "beam":
+            options.setdefault("beam_size", 3)
+        if decode == "sample":
+            options.setdefault("top_k", 5)
+            options.setdefault("temperature", 0.8)
+        gen = generate(self.decoder, decode, image_features, ingr, **options)
+        t3 = time.perf_counter()
+        title_ids, steps = split_recipe(gen.tokens[0][: int(gen.lengths[0])], cfg.special)
+        text = [detokenize([self.itos[i] for i in s]) for s in steps]
+        title = detokenize([self.itos[i] for i in title_ids]) or "Untitled"
+        result = CookResult(
+            title=title,
+            ingredients=[
+                {"name": self.ingredient_names[i], "prob": round(float(probs[i]), 4)}
+                for i in labels
+            ],
+            instructions=text,
+            retrieved=self.retrieve(probs),
+            timings={"features": t1 - t0, "ingredients": t2 - t1, "decode": t3 - t2},
+        )
+        result.timings["retrieval"] = time.perf_counter() - t3
+        return result

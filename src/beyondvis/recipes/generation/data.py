@@ -1,0 +1,163 @@
+"""Training data for inverse cooking, built from the Recipes I artifacts (``recipes prepare``).
+
+* ingredients: the reduced names of each recipe (``ingredients_reduced``), at most 20, as ids
+  of the Recipes I ingredient vocabulary (``ingredient_vocab.json``);
+* instructions: ``<start> title <eoi> step ... <end>`` ids of the Recipes I instruction
+  vocabulary (``instruction_vocab.json``), 150 tokens at most;
+* images: frozen EfficientNet-Lite0 last feature maps (1280 x 7 x 7 at 224 px), extracted once
+  and cached as float16 ``.npy`` + JSON meta (written atomically, with a format version).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from beyondvis.data.recipe1m import image_path, read_recipes_jsonl
+from beyondvis.recipes.ingredients import IngredientVocabulary
+from beyondvis.recipes.text import Vocabulary, recipe_tokens
+from beyondvis.utils import atomic_write_bytes, atomic_write_json
+
+log = logging.getLogger(__name__)
+
+FEATURE_CACHE_VERSION = 1
+MAX_INGREDIENTS = 20
+SPLITS = ("train", "val", "test")
+
+
+@dataclasses.dataclass
+class GenRecipe:
+    """One recipe as the models see it."""
+
+    id: str
+    title: str
+    partition: str
+    ingredients: list[int]  # ingredient-vocabulary ids, at most MAX_INGREDIENTS, deduplicated
+    tokens: list[int]  # instruction-vocabulary ids, <start> ... <end>
+    images: list[int]  # rows of the feature cache (empty: no photo)
+    words: list[str]  # the reference tokens (for mention metrics)
+
+
+@dataclasses.dataclass
+class GenData:
+    recipes: list[GenRecipe]
+    ingredient_vocab: IngredientVocabulary
+    word_vocab: Vocabulary
+    features: torch.Tensor | None  # (num_images, C, h, w) float16, rows indexed by GenRecipe.images
+
+    def split(self, name: str, with_images: bool = False) -> list[GenRecipe]:
+        return [r for r in self.recipes if r.partition == name and (r.images or not with_images)]
+
+
+def load_prepared(prepared_dir: str | Path, max_len: int = 150) -> tuple[list[dict], Any, Any]:
+    """Read ``recipes.jsonl`` + both vocabularies written by ``beyondvis recipes prepare``."""
+    prepared_dir = Path(prepared_dir)
+    needed = ["recipes.jsonl", "ingredient_vocab.json", "instruction_vocab.json"]
+    missing = [n for n in needed if not (prepared_dir / n).is_file()]
+    if missing:
+        raise FileNotFoundError(
+            f"{prepared_dir}: missing {missing}; run `beyondvis recipes prepare --root ... "
+            f"--out {prepared_dir}` first"
+        )
+    rows = read_recipes_jsonl(prepared_dir / "recipes.jsonl")
+    return (
+        rows,
+        IngredientVocabulary.load(prepared_dir / "ingredient_vocab.json"),
+        Vocabulary.load(prepared_dir / "instruction_vocab.json"),
+    )
+
+
+def _feature_key(paths: list[str], size: int) -> str:
+    h = hashlib.sha1(f"v{FEATURE_CACHE_VERSION}|{size}|".encode())
+    for p in paths:
+        h.update(p.encode() + b"\0")
+    return h.hexdigest()[:16]
+
+
+def extract_feature_maps(
+    paths: list[str], cache_dir: str | Path, size: int = 224, batch_size: int = 16
+) -> tuple[torch.Tensor, list[bool]]:
+    """Frozen EfficientNet-Lite0 last feature maps of ``paths`` (cached): (N, 1280, h, w), ok mask.
+
+    Unreadable photos are skipped and reported; their rows are zero and ``ok`` is False.
+    """
+    from beyondvis.backbones import FeatureExtractor, create_backbone
+
+    cache_dir = Path(cache_dir)
+    key = _feature_key(paths, size)
+    npy, meta_path = cache_dir / f"maps-{key}.npy", cache_dir / f"maps-{key}.json"
+    if npy.is_file() and meta_path.is_file():
+        meta = json.loads(meta_path.read_text())
+        if meta.get("format_version") == FEATURE_CACHE_VERSION and meta.get("n") == len(paths):
+            return torch.from_numpy(np.load(npy)), list(meta["ok"])
+    extractor = FeatureExtractor(create_backbone("efficientnet_lite0"), output="map")
+    result = extractor.extract_paths(paths, batch_size=batch_size, size=size)
+    maps = result.features
+    out = torch.zeros((len(paths), *maps.shape[1:]), dtype=torch.float16)
+    ok = [False] * len(paths)
+    for row, index in enumerate(result.indices):
+        out[index] = maps[row].half()
+        ok[index] = True
+    for bad in result.errors:
+        log.warning("no features for %s: %s", bad.path, bad.reason)
+    import io
+
+    buf = io.BytesIO()
+    np.save(buf, out.numpy())
+    atomic_write_bytes(npy, buf.getvalue())
+    atomic_write_json(
+        meta_path,
+        {
+            "format_version": FEATURE_CACHE_VERSION,
+            "n": len(paths),
+            "size": size,
+            "ok": ok,
+            "paths": paths,
+        },
+    )
+    return out, ok
+
+
+def build_data(
+    prepared_dir: str | Path,
+    data_root: str | Path | None,
+    cache_dir: str | Path,
+    max_len: int = 150,
+    image_size: int = 224,
+) -> GenData:
+    """Recipes with ingredient ids, token ids and (when ``data_root`` is given) photo features."""
+    rows, ingr_vocab, word_vocab = load_prepared(prepared_dir, max_len)
+    recipes: list[GenRecipe] = []
+    paths: list[str] = []
+    for row in rows:
+        ids = ingr_vocab.encode(row.get("ingredients_reduced") or [])[:MAX_INGREDIENTS]
+        words = recipe_tokens(row["title"], row["instructions"], max_len)
+        image_rows = []
+        if data_root is not None:
+            for image_id in row.get("images") or []:
+                image_rows.append(len(paths))
+                paths.append(str(image_path(data_root, row["partition"], image_id)))
+        recipes.append(
+            GenRecipe(
+                id=row["id"],
+                title=row["title"],
+                partition=row["partition"],
+                ingredients=ids,
+                tokens=word_vocab.encode(words),
+                images=image_rows,
+                words=words,
+            )
+        )
+    features = None
+    if paths:
+        features, ok = extract_feature_maps(paths, cache_dir, image_size)
+        for r in recipes:  # drop photos that failed to load
+            r.images = [i for i in r.images if ok[i]]
+    return GenData(recipes, ingr_vocab, word_vocab, features)

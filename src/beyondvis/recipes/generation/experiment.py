@@ -1,0 +1,126 @@
+"""Config of a full inverse-cooking run and the train -> export driver (``generation train``)."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from beyondvis.engine import TrainConfig, load_config
+from beyondvis.recipes.generation.bundle import build_retrieval, save_bundle
+from beyondvis.recipes.generation.data import GenData, build_data
+from beyondvis.recipes.generation.training import (
+    decoder_config,
+    train_decoder,
+    train_ingredients,
+)
+
+log = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass
+class GenerationConfig:
+    """Paths, model sizes and both stages' engine settings (see configs/generation/*.yaml)."""
+
+    prepared_dir: str = ""  # output of `beyondvis recipes prepare`
+    data_root: str = ""  # Recipe1M-style root (for the photos)
+    cache_dir: str = ""  # feature-map cache (default: <out_dir>/features)
+    out_dir: str = "runs/generation"
+    image_size: int = 224
+    ingredient_model: str = "tf_set"
+    ingredient_options: dict[str, Any] = dataclasses.field(
+        default_factory=lambda: {
+            "embed_dim": 256,
+            "hidden_size": 256,
+            "tf_layers": 2,
+            "tf_heads": 4,
+            "dropout": 0.3,
+            "label_smoothing": 0.1,
+        }
+    )
+    train_ingredients: TrainConfig = dataclasses.field(
+        default_factory=lambda: TrainConfig(
+            epochs=30, batch_size=16, lr=1e-3, monitor="val_iou", monitor_mode="max"
+        )
+    )
+    decoder: dict[str, Any] = dataclasses.field(
+        default_factory=lambda: {
+            "d_model": 256,
+            "num_layers": 4,
+            "num_heads": 8,
+            "ffn_dim": 1024,
+            "dropout": 0.3,
+            "max_len": 150,
+        }
+    )
+    fusion: str = "concat"
+    conditions: list[str] = dataclasses.field(default_factory=lambda: ["image", "ingredients"])
+    label_smoothing: float = 0.1
+    train_decoder: TrainConfig = dataclasses.field(
+        default_factory=lambda: TrainConfig(
+            epochs=2, batch_size=32, lr=5e-4, grad_clip=1.0, monitor="val_ppl", monitor_mode="min"
+        )
+    )
+
+
+def load_generation_config(source: Any, overrides: list[str] | None = None) -> GenerationConfig:
+    return load_config(source, GenerationConfig, overrides)
+
+
+def load_data(cfg: GenerationConfig) -> GenData:
+    if not cfg.prepared_dir:
+        raise ValueError("prepared_dir is not set (the output folder of `recipes prepare`)")
+    cache = cfg.cache_dir or str(Path(cfg.out_dir) / "features")
+    return build_data(
+        cfg.prepared_dir,
+        cfg.data_root or None,
+        cache,
+        cfg.decoder.get("max_len", 150),
+        cfg.image_size,
+    )
+
+
+def _in(cfg: TrainConfig, base: str, name: str) -> TrainConfig:
+    if cfg.out_dir in ("", "runs/default"):
+        return dataclasses.replace(cfg, out_dir=str(Path(base) / name))
+    return cfg
+
+
+def run_training(
+    cfg: GenerationConfig, export_to: str | None = None, data: GenData | None = None
+) -> dict[str, Any]:
+    """Stage 1 + stage 2, then (optionally) export the float16 bundle for ``beyondvis cook``."""
+    data = data or load_data(cfg)
+    set_model, set_extra = train_ingredients(
+        data,
+        cfg.ingredient_model,
+        cfg.ingredient_options,
+        _in(cfg.train_ingredients, cfg.out_dir, f"ingredients_{cfg.ingredient_model}"),
+    )
+    dcfg = decoder_config(data, cfg.decoder, cfg.fusion, tuple(cfg.conditions))
+    decoder, _ = train_decoder(
+        data,
+        dcfg,
+        _in(cfg.train_decoder, cfg.out_dir, f"decoder_{cfg.fusion}"),
+        cfg.label_smoothing,
+    )
+    summary: dict[str, Any] = {"ingredient_model": cfg.ingredient_model, "fusion": cfg.fusion}
+    if export_to:
+        save_bundle(
+            export_to,
+            set_model,
+            {"name": set_extra["name"], "options": set_extra["options"]},
+            decoder,
+            list(data.ingredient_vocab.names),
+            list(data.word_vocab.itos),
+            list(data.word_vocab.specials),
+            build_retrieval(data.recipes, len(data.ingredient_vocab)),
+            cfg.image_size,
+        )
+        summary["exported_to"] = export_to
+        summary["bytes"] = sum(p.stat().st_size for p in Path(export_to).iterdir())
+    torch.set_grad_enabled(True)
+    return summary

@@ -1,0 +1,268 @@
+"""Two-stage training of inverse cooking through :class:`beyondvis.engine.Trainer` (thesis 9.2).
+
+Stage 1 (``train_ingredients``): a set predictor of :mod:`beyondvis.sets` (``tf_set`` by default)
+on the frozen image feature maps of the recipes that have photos.
+
+Stage 2 (``train_decoder``): the instruction decoder, teacher-forced on ALL training recipes with
+their ground-truth ingredients; the image encoder stays frozen (cached maps). Recipes without a
+photo still train the text side: their image tokens are given ``valid = False``, so the image
+attention is masked out (all-masked attention outputs zero, see ``fusion.py``) and only the
+ingredients condition the words. The I2R baseline trains on photo recipes only.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import random
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from torch.utils.data import Dataset
+
+from beyondvis.engine import TrainConfig, Trainer, load_checkpoint, seed_everything
+from beyondvis.recipes.generation.config import IMAGE, INGREDIENTS, DecoderConfig, SpecialTokens
+from beyondvis.recipes.generation.data import MAX_INGREDIENTS, GenData, GenRecipe
+from beyondvis.recipes.generation.decoder import InstructionDecoder, sequence_nll
+from beyondvis.recipes.generation.fusion import Condition
+from beyondvis.recipes.generation.metrics import IngredientSetMetrics, PerplexityMeter
+from beyondvis.recipes.generation.sequences import teacher_forcing_batch
+from beyondvis.sets import PredictorConfig, create_set_predictor
+from beyondvis.sets.data import LabelEncoder
+
+
+# ------------------------------------------------------------------------------ stage 1
+class IngredientItems(Dataset):
+    """One item per (recipe, photo): feature map + the sets package's target encoding."""
+
+    def __init__(self, recipes: list[GenRecipe], data: GenData, shuffle: bool = False) -> None:
+        self.items = [(r, i) for r in recipes for i in r.images]
+        self.features = data.features
+        self.encoder = LabelEncoder(list(data.ingredient_vocab.names), MAX_INGREDIENTS)
+        self.shuffle = shuffle
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, index: int) -> dict[str, Tensor]:
+        recipe, row = self.items[index]
+        return {
+            "inputs": self.features[row].float(),
+            **self.encoder.encode(recipe.ingredients, shuffle=self.shuffle),
+        }
+
+
+def first_photo_items(recipes: list[GenRecipe], data: GenData) -> IngredientItems:
+    """Evaluation items: one photo (the first) per recipe, so every recipe counts once."""
+    items = IngredientItems([], data)
+    items.items = [(r, r.images[0]) for r in recipes if r.images]
+    return items
+
+
+def _stack(items: list[dict[str, Tensor]]) -> dict[str, Tensor]:
+    return {k: torch.stack([it[k] for it in items]) for k in items[0]}
+
+
+def build_set_predictor(name: str, num_labels: int, options: dict[str, Any]) -> nn.Module:
+    config = PredictorConfig(name=name, **options)
+    return create_set_predictor(name, num_labels, MAX_INGREDIENTS, 1280, config)
+
+
+def evaluate_ingredients(model: nn.Module, items: IngredientItems) -> IngredientSetMetrics:
+    metrics = IngredientSetMetrics(items.encoder.num_labels)
+    model.eval()
+    with torch.no_grad():
+        for start in range(0, len(items), 64):
+            batch = _stack([items[i] for i in range(start, min(start + 64, len(items)))])
+            pred, scores = model.predict(batch["inputs"])
+            metrics.update(pred, batch["targets"], scores)
+    return metrics
+
+
+def train_ingredients(
+    data: GenData, name: str, options: dict[str, Any], train_cfg: TrainConfig
+) -> tuple[nn.Module, dict[str, Any]]:
+    """Stage 1; best.pt chosen on validation IoU. Returns (model with best weights, extra)."""
+    seed_everything(train_cfg.seed)
+    num_labels = len(data.ingredient_vocab)
+    model = build_set_predictor(name, num_labels, options)
+    train_items = IngredientItems(data.split("train", True), data, shuffle=model.shuffle_labels)
+    val_items = first_photo_items(data.split("val", True), data)
+
+    def step(m: nn.Module, batch: dict[str, Tensor]) -> Any:
+        return m(batch["inputs"], batch)
+
+    def eval_fn(m: nn.Module) -> dict[str, float]:
+        scores = evaluate_ingredients(m, val_items).compute()
+        return {"val_iou": float(scores["iou"]), "val_f1": float(scores["o_f1"])}
+
+    extra = {
+        "system": "beyondvis.recipes.generation",
+        "stage": "ingredients",
+        "name": name,
+        "options": dict(options),
+        "num_labels": num_labels,
+    }
+    trainer = Trainer(
+        model, train_cfg, train_items, step, eval_fn, collate_fn=_stack, checkpoint_extra=extra
+    )
+    result = trainer.fit(resume="auto")
+    best = result.best_checkpoint or result.last_checkpoint
+    model.load_state_dict(load_checkpoint(best)["model"])
+    return model.eval(), extra
+
+
+# ------------------------------------------------------------------------------ stage 2
+def decoder_config(
+    data: GenData, sizes: dict[str, Any], fusion: str, conditions: tuple[str, ...]
+) -> DecoderConfig:
+    n = len(data.ingredient_vocab)
+    return DecoderConfig(
+        vocab_size=len(data.word_vocab),
+        special=SpecialTokens.from_vocab(data.word_vocab.stoi),
+        num_ingredients=n + 1,  # + pad
+        ingredient_pad_id=n,
+        image_channels=int(data.features.shape[1]) if data.features is not None else 1280,
+        fusion=fusion,
+        conditions=tuple(conditions),
+        **sizes,
+    )
+
+
+class TextItems(Dataset):
+    """(tokens, ingredient ids, image row or -1) per recipe; a photo recipe uses a random photo."""
+
+    def __init__(self, recipes: list[GenRecipe], pick_random_photo: bool = True) -> None:
+        self.recipes = recipes
+        self.pick_random_photo = pick_random_photo
+
+    def __len__(self) -> int:
+        return len(self.recipes)
+
+    def __getitem__(self, index: int) -> tuple[list[int], list[int], int]:
+        r = self.recipes[index]
+        if not r.images:
+            row = -1
+        elif self.pick_random_photo:
+            row = random.choice(r.images)
+        else:
+            row = r.images[0]
+        return r.tokens, r.ingredients, row
+
+
+@dataclasses.dataclass
+class TextBatch:
+    inputs: Tensor
+    targets: Tensor
+    ingredients: Tensor
+    image_rows: Tensor
+
+    def to(self, device: torch.device) -> TextBatch:
+        return TextBatch(*(t.to(device) for t in dataclasses.astuple(self)))
+
+
+def make_text_collate(special: SpecialTokens, ingredient_pad: int):
+    def collate(items: list[tuple[list[int], list[int], int]]) -> TextBatch:
+        inputs, targets = teacher_forcing_batch([t for t, _, _ in items], special)
+        width = max(1, max(len(i) for _, i, _ in items))
+        ingr = torch.full((len(items), width), ingredient_pad, dtype=torch.long)
+        for row, (_, ids, _) in enumerate(items):
+            ingr[row, : len(ids)] = torch.as_tensor(ids, dtype=torch.long)
+        rows = torch.as_tensor([r for _, _, r in items], dtype=torch.long)
+        return TextBatch(inputs, targets, ingr, rows)
+
+    return collate
+
+
+def batch_conditions(
+    decoder: InstructionDecoder, batch: TextBatch, features: Tensor | None
+) -> dict[str, Condition]:
+    """Embedded conditions; recipes without a photo get their image tokens masked out."""
+    inner = decoder.module if hasattr(decoder, "module") else decoder  # DDP-wrapped or not
+    cfg = inner.config
+    out: dict[str, Condition] = {}
+    if INGREDIENTS in cfg.conditions:
+        out[INGREDIENTS] = inner.ingredient_embed(batch.ingredients)
+    if IMAGE in cfg.conditions:
+        has = batch.image_rows >= 0
+        if features is None:
+            raise ValueError("this decoder is conditioned on images but no features were given")
+        maps = features[batch.image_rows.clamp(min=0).cpu()].to(batch.inputs.device).float()
+        maps[~has.cpu()] = 0
+        cond = inner.image_embed(maps)
+        valid = has[:, None].expand(cond.tokens.shape[:2]).to(cond.tokens.device)
+        out[IMAGE] = Condition(cond.tokens, valid)
+    return out
+
+
+def text_eval(
+    decoder: InstructionDecoder,
+    recipes: list[GenRecipe],
+    features: Tensor | None,
+    batch_size: int = 32,
+) -> PerplexityMeter:
+    collate = make_text_collate(decoder.config.special, decoder.config.ingredient_pad_id)
+    items = TextItems(recipes, pick_random_photo=False)
+    meter = PerplexityMeter()
+    decoder.eval()
+    with torch.no_grad():
+        for start in range(0, len(items), batch_size):
+            batch = collate([items[i] for i in range(start, min(start + batch_size, len(items)))])
+            logits = decoder(batch.inputs, conditions=batch_conditions(decoder, batch, features))
+            meter.update(logits, batch.targets, decoder.config.special.pad)
+    return meter
+
+
+def train_decoder(
+    data: GenData,
+    config: DecoderConfig,
+    train_cfg: TrainConfig,
+    label_smoothing: float = 0.1,
+    eval_max_recipes: int | None = 300,
+) -> tuple[InstructionDecoder, dict[str, Any]]:
+    """Stage 2; best.pt chosen on validation perplexity (photo recipes, first photo)."""
+    seed_everything(train_cfg.seed)
+    decoder = InstructionDecoder(config)
+    image_only = config.conditions == (IMAGE,)
+    train_recipes = data.split(
+        "train", with_images=image_only or INGREDIENTS not in config.conditions
+    )
+    val_recipes = data.split("val", with_images=IMAGE in config.conditions)
+    if eval_max_recipes:
+        val_recipes = val_recipes[:eval_max_recipes]
+    features = data.features
+    pad = config.special.pad
+
+    def step(m: nn.Module, batch: TextBatch) -> Tensor:
+        logits = m(batch.inputs, conditions=batch_conditions(m, batch, features))
+        return sequence_nll(logits, batch.targets, pad, label_smoothing)[0]
+
+    def eval_fn(m: nn.Module) -> dict[str, float]:
+        inner = m.module if hasattr(m, "module") else m
+        ppl = text_eval(inner, val_recipes, features).compute()["ppl"]
+        return {"val_ppl": float(ppl) if math.isfinite(ppl) else 1e9}
+
+    extra = {
+        "system": "beyondvis.recipes.generation",
+        "stage": "decoder",
+        "decoder": config.to_dict(),
+    }
+    trainer = Trainer(
+        decoder,
+        train_cfg,
+        TextItems(train_recipes),
+        step,
+        eval_fn,
+        collate_fn=make_text_collate(config.special, config.ingredient_pad_id),
+        checkpoint_extra=extra,
+    )
+    result = trainer.fit(resume="auto")
+    best = result.best_checkpoint or result.last_checkpoint
+    decoder.load_state_dict(load_checkpoint(best)["model"])
+    return decoder.eval(), extra
+
+
+def out_dir(base: str | Path, name: str) -> str:
+    return str(Path(base) / name)

@@ -1,0 +1,156 @@
+"""Inverse-cooking pipeline on a tiny prepared folder: data, masking, two stages, bundle, cook."""
+
+from __future__ import annotations
+
+import json
+import random
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from beyondvis.engine import TrainConfig
+from beyondvis.recipes.generation.bundle import CookModel, build_retrieval, save_bundle
+from beyondvis.recipes.generation.data import MAX_INGREDIENTS, build_data
+from beyondvis.recipes.generation.training import (
+    TextItems,
+    batch_conditions,
+    decoder_config,
+    make_text_collate,
+    train_decoder,
+    train_ingredients,
+)
+from beyondvis.recipes.ingredients import IngredientVocabulary
+from beyondvis.recipes.text import Vocabulary, tokenize
+
+INGREDIENTS = ["salt", "sugar", "flour", "egg", "butter", "milk"]
+STEPS = ["mix the flour and sugar .", "add egg and milk .", "bake until golden ."]
+
+
+def _prepared(tmp_path, n=24):
+    rng = random.Random(0)
+    rows = []
+    for i in range(n):
+        names = rng.sample(INGREDIENTS, 3)
+        rows.append(
+            {
+                "id": f"r{i:03d}",
+                "title": f"cake {i % 3}",
+                "partition": ["train", "val", "test"][0 if i < 16 else 1 if i < 20 else 2],
+                "ingredients": names,
+                "instructions": STEPS,
+                "images": [],
+                "ingredients_reduced": names + (["unknown thing"] if i == 0 else []),
+            }
+        )
+    folder = tmp_path / "prepared"
+    folder.mkdir()
+    (folder / "recipes.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    IngredientVocabulary(INGREDIENTS, {}, {n: 10 for n in INGREDIENTS}).save(
+        folder / "ingredient_vocab.json"
+    )
+    words = sorted({w for s in [*STEPS, "cake 0 1 2"] for w in tokenize(s)})
+    Vocabulary(words).save(folder / "instruction_vocab.json")
+    return folder
+
+
+@pytest.fixture()
+def data(tmp_path):
+    data = build_data(_prepared(tmp_path), None, tmp_path / "cache")
+    # Fake frozen feature maps: half the recipes get one photo each.
+    data.features = torch.randn(len(data.recipes), 1280, 2, 2).half()
+    for i, r in enumerate(data.recipes):
+        r.images = [i] if i % 2 == 0 else []
+    return data
+
+
+def test_build_data_ids(data):
+    first = data.recipes[0]
+    assert len(first.ingredients) == 3  # the unknown name is dropped, not an error
+    assert all(0 <= i < len(INGREDIENTS) for i in first.ingredients)
+    assert first.words[0] == "<start>" and first.words[-1] == "<end>"
+    assert data.word_vocab.decode(first.tokens) == first.words
+    assert MAX_INGREDIENTS == 20
+
+
+def test_missing_prepared_files_name_the_command(tmp_path):
+    with pytest.raises(FileNotFoundError, match="recipes prepare"):
+        build_data(tmp_path, None, tmp_path / "cache")
+
+
+def test_recipes_without_photo_do_not_see_image_features(data):
+    cfg = decoder_config(
+        data,
+        {"d_model": 16, "num_layers": 1, "num_heads": 2, "ffn_dim": 32, "dropout": 0.0},
+        "concat",
+        ("image", "ingredients"),
+    )
+    from beyondvis.recipes.generation.decoder import InstructionDecoder
+
+    decoder = InstructionDecoder(cfg).eval()
+    items = TextItems(data.recipes[:2], pick_random_photo=False)  # photo, no photo
+    batch = make_text_collate(cfg.special, cfg.ingredient_pad_id)([items[0], items[1]])
+    assert batch.image_rows.tolist() == [0, -1]
+    with torch.no_grad():
+        before = decoder(batch.inputs, conditions=batch_conditions(decoder, batch, data.features))
+        other = torch.randn_like(data.features.float()).half()
+        after = decoder(batch.inputs, conditions=batch_conditions(decoder, batch, other))
+    assert not torch.allclose(before[0], after[0])  # the photo recipe sees its photo
+    torch.testing.assert_close(before[1], after[1])  # the other one sees no photo at all
+
+
+def test_two_stages_bundle_and_cook(data, tmp_path):
+    tiny = dict(epochs=1, max_steps=2, batch_size=4, device="cpu", progress=False)
+    set_model, extra = train_ingredients(
+        data,
+        "ff_bce",
+        {"embed_dim": 8, "hidden_dims": []},
+        TrainConfig(out_dir=str(tmp_path / "s1"), monitor="val_iou", monitor_mode="max", **tiny),
+    )
+    assert (tmp_path / "s1" / "best.pt").is_file()
+    cfg = decoder_config(
+        data,
+        {"d_model": 16, "num_layers": 1, "num_heads": 2, "ffn_dim": 32, "max_len": 40},
+        "independent",
+        ("image", "ingredients"),
+    )
+    decoder, _ = train_decoder(
+        data, cfg, TrainConfig(out_dir=str(tmp_path / "s2"), monitor="val_ppl", **tiny)
+    )
+    bundle = tmp_path / "bundle"
+    save_bundle(
+        bundle,
+        set_model,
+        {"name": extra["name"], "options": extra["options"]},
+        decoder,
+        list(data.ingredient_vocab.names),
+        list(data.word_vocab.itos),
+        list(data.word_vocab.specials),
+        build_retrieval(data.recipes, len(data.ingredient_vocab)),
+    )
+    state = torch.load(bundle / "model.pt", weights_only=True)
+    assert all(v.dtype != torch.float32 for v in state["decoder"]["state"].values())
+
+    model = CookModel(bundle)
+    photo = Image.fromarray(np.random.default_rng(0).integers(0, 255, (80, 120, 3), np.uint8))
+    for method in ("greedy", "beam", "sample"):
+        card = model.cook(photo, method).to_json()
+        assert set(card) == {"title", "ingredients", "instructions", "retrieved"}
+        assert len(card["retrieved"]) == 3
+        assert all(i["name"] in INGREDIENTS for i in card["ingredients"])
+    # Retrieval: the recipe whose ingredients are exactly the query comes first.
+    target = data.recipes[5]
+    probs = np.zeros(len(INGREDIENTS), np.float32)
+    probs[target.ingredients] = 1.0
+    top = model.retrieve(probs, k=3)
+    assert top[0]["score"] == pytest.approx(1.0, abs=1e-4)
+    exact = {r.id for r in data.recipes if sorted(r.ingredients) == sorted(target.ingredients)}
+    assert top[0]["id"] in exact
+
+
+def test_incomplete_bundle_is_a_clear_error(tmp_path):
+    from beyondvis.recipes.generation.bundle import BundleError
+
+    with pytest.raises(BundleError, match="model.pt"):
+        CookModel(tmp_path)
