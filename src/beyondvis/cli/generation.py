@@ -30,6 +30,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _common(train)
     train.add_argument("--export", default=None, help="write the cook bundle to this folder")
     train.set_defaults(func=run_train)
+    export = sub.add_parser("export", help="cook bundle from a stage-1 and a stage-2 best.pt")
+    _common(export)
+    export.add_argument("--ingredients", required=True, help="stage-1 checkpoint (best.pt)")
+    export.add_argument("--decoder", required=True, help="stage-2 checkpoint (best.pt)")
+    export.add_argument("--out", required=True, help="bundle folder to write")
+    export.set_defaults(func=run_export)
     table = sub.add_parser("table", help="evaluate a chapter-9 table on the test split")
     _common(table)
     table.add_argument("which", choices=["ingredients", "fusions", "retrieval"])
@@ -58,6 +64,19 @@ def run_train(args: argparse.Namespace) -> int:
     try:
         summary = run_training(cfg, export_to=args.export)
     except FileNotFoundError as exc:
+        raise CLIError(str(exc)) from exc
+    print_json(summary)
+    return 0
+
+
+def run_export(args: argparse.Namespace) -> int:
+    from beyondvis.engine import CheckpointError
+    from beyondvis.recipes.generation.experiment import export_from_checkpoints
+
+    cfg = _config(args)
+    try:
+        summary = export_from_checkpoints(cfg, args.ingredients, args.decoder, args.out)
+    except (OSError, ValueError, CheckpointError) as exc:
         raise CLIError(str(exc)) from exc
     print_json(summary)
     return 0

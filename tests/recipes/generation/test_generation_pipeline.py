@@ -132,6 +132,24 @@ def test_two_stages_bundle_and_cook(data, tmp_path):
     state = torch.load(bundle / "model.pt", weights_only=True)
     assert all(v.dtype != torch.float32 for v in state["decoder"]["state"].values())
 
+    # The same bundle assembled from the two engine checkpoints (`generation export`).
+    from beyondvis.recipes.generation.experiment import GenerationConfig, export_from_checkpoints
+
+    cfg = GenerationConfig(prepared_dir=str(tmp_path / "prepared"), out_dir=str(tmp_path))
+    summary = export_from_checkpoints(
+        cfg,
+        str(tmp_path / "s1" / "best.pt"),
+        str(tmp_path / "s2" / "best.pt"),
+        str(tmp_path / "bundle2"),
+    )
+    assert summary["ingredient_model"] == "ff_bce" and summary["fusion"] == "independent"
+    with pytest.raises(ValueError, match="not a generation ingredients checkpoint"):
+        export_from_checkpoints(
+            cfg,
+            str(tmp_path / "s2" / "best.pt"),
+            str(tmp_path / "s2" / "best.pt"),
+            str(tmp_path / "bundle3"),
+        )
     model = CookModel(bundle)
     photo = Image.fromarray(np.random.default_rng(0).integers(0, 255, (80, 120, 3), np.uint8))
     for method in ("greedy", "beam", "sample"):

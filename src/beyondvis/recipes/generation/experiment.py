@@ -124,3 +124,59 @@ def run_training(
         summary["bytes"] = sum(p.stat().st_size for p in Path(export_to).iterdir())
     torch.set_grad_enabled(True)
     return summary
+
+
+def export_from_checkpoints(
+    cfg: GenerationConfig, ingredients_ckpt: str, decoder_ckpt: str, export_to: str
+) -> dict[str, Any]:
+    """Assemble the cook bundle from a stage-1 and a stage-2 ``best.pt`` (engine checkpoints).
+
+    The stages are independent (stage 2 trains on ground-truth ingredients), so any trained
+    ingredient predictor can be paired with any decoder of the same vocabularies.
+    """
+    from beyondvis.engine import load_checkpoint
+    from beyondvis.recipes.generation.config import DecoderConfig
+    from beyondvis.recipes.generation.decoder import InstructionDecoder
+    from beyondvis.recipes.generation.training import build_set_predictor
+
+    data = load_prepared_only(cfg)
+    ing = load_checkpoint(ingredients_ckpt)
+    dec = load_checkpoint(decoder_ckpt)
+    for name, ckpt, stage in (("ingredients", ing, "ingredients"), ("decoder", dec, "decoder")):
+        if ckpt.get("extra", {}).get("stage") != stage:
+            raise ValueError(f"{name} checkpoint is not a generation {stage} checkpoint")
+    extra = ing["extra"]
+    if extra["num_labels"] != len(data.ingredient_vocab):
+        raise ValueError("ingredient checkpoint and prepared vocabulary differ in size")
+    set_model = build_set_predictor(extra["name"], extra["num_labels"], extra["options"])
+    set_model.load_state_dict(ing["model"])
+    decoder = InstructionDecoder(DecoderConfig.from_dict(dec["extra"]["decoder"]))
+    decoder.load_state_dict(dec["model"])
+    if decoder.config.vocab_size != len(data.word_vocab):
+        raise ValueError("decoder checkpoint and prepared word vocabulary differ in size")
+    save_bundle(
+        export_to,
+        set_model,
+        {"name": extra["name"], "options": extra["options"]},
+        decoder,
+        list(data.ingredient_vocab.names),
+        list(data.word_vocab.itos),
+        list(data.word_vocab.specials),
+        build_retrieval(data.recipes, len(data.ingredient_vocab)),
+        cfg.image_size,
+    )
+    return {
+        "ingredient_model": extra["name"],
+        "fusion": decoder.config.fusion,
+        "exported_to": export_to,
+        "bytes": sum(p.stat().st_size for p in Path(export_to).iterdir()),
+    }
+
+
+def load_prepared_only(cfg: GenerationConfig) -> GenData:
+    """Recipes and vocabularies without photo features (enough for exporting)."""
+    if not cfg.prepared_dir:
+        raise ValueError("prepared_dir is not set (the output folder of `recipes prepare`)")
+    return build_data(
+        cfg.prepared_dir, None, cfg.cache_dir or cfg.out_dir, cfg.decoder.get("max_len", 150)
+    )
