@@ -39,7 +39,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     table = sub.add_parser("table", help="evaluate a chapter-9 table on the test split")
     _common(table)
     table.add_argument("which", choices=["ingredients", "fusions", "retrieval"])
-    table.add_argument("--models", default=None, help="comma-separated ingredient models")
+    table.add_argument(
+        "--models",
+        default=None,
+        help="comma-separated ingredient models, or fusion rows (concat, ..., I2R, L2R)",
+    )
     table.add_argument("--bundle", default=None, help="model bundle for `retrieval`")
     table.add_argument("--out", default=None, help="also write the rows to this JSON file")
     table.set_defaults(func=run_table)
@@ -96,7 +100,8 @@ def run_table(args: argparse.Namespace) -> int:
         models = tuple(args.models.split(",")) if args.models else tables.INGREDIENT_MODELS
         rows = tables.ingredient_table(cfg, data, models)
     elif args.which == "fusions":
-        rows = tables.fusion_table(cfg, data)
+        only = tuple(args.models.split(",")) if args.models else None
+        rows = tables.fusion_table(cfg, data, only)
     else:
         rows = tables.retrieval_table(data, args.bundle or PACKAGE_BUNDLE)
     if args.out:

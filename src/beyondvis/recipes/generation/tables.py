@@ -69,10 +69,15 @@ def ingredient_table(
     return rows
 
 
-def fusion_table(cfg: GenerationConfig, data: GenData) -> list[dict[str, Any]]:
+def fusion_table(
+    cfg: GenerationConfig, data: GenData, only: tuple[str, ...] | None = None
+) -> list[dict[str, Any]]:
+    """``only``: row names to run (first word: concat, ..., I2R, L2R); default all six."""
     test = data.split("test", True)
     rows = []
     for label, conditions in FUSION_ROWS:
+        if only and label.split(" ")[0] not in only:
+            continue
         fusion = label if conditions == (IMAGE, INGREDIENTS) else cfg.fusion
         t0 = time.perf_counter()
         dcfg = decoder_config(data, cfg.decoder, fusion, conditions)
