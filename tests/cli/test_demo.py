@@ -13,6 +13,8 @@ def test_sample_images_are_installed():
 def test_demo_classifies_and_embeds(capsys):
     assert main(["demo", "--device", "cpu"]) == 0
     out = capsys.readouterr().out
+    assert "beyondvis cook demo_food.jpg" in out
+    assert "Ingredients:" in out and "Instructions:" in out and "Closest real recipes:" in out
     assert "967  espresso" in out
     assert "cosine similarity of the 1280-d embeddings" in out
     diagonal = [line.split()[i + 1] for i, line in enumerate(out.splitlines()[-3:])]

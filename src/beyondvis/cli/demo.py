@@ -1,8 +1,9 @@
 """``beyondvis demo``: the main job on the embedded defaults, with nothing to download.
 
-It classifies and embeds the sample photos that scikit-image ships, with the default backbone
-and its real ImageNet weights, and prints how similar their embeddings are. When the recipe
-generator ships its model, the demo runs ``beyondvis cook`` on a food photo instead.
+First the headline job: ``beyondvis cook`` on the food photo shipped with the package (recipe
+card from the shipped inverse-cooking model). Then the backbone check: the sample photos that
+scikit-image ships are classified and embedded with the default backbone and its real ImageNet
+weights, and the cosine similarities of their embeddings are printed.
 """
 
 from __future__ import annotations
@@ -53,6 +54,21 @@ def run(args: argparse.Namespace) -> int:
         device = resolve_device(args.device)
     except ValueError as exc:
         raise CLIError(str(exc)) from None
+    from beyondvis.cli.cook import run as cook
+    from beyondvis.recipes.generation.bundle import DEMO_PHOTO
+
+    print(f"$ beyondvis cook {DEMO_PHOTO.name}\n")
+    cook(
+        argparse.Namespace(
+            photo=str(DEMO_PHOTO),
+            json=False,
+            decode="greedy",
+            seed=0,
+            model=None,
+            device=args.device,
+        )
+    )
+    print()
     paths = sample_image_paths()
     backbone = create_backbone(DEFAULT_BACKBONE).to(device)
     print(f"backbone: {DEFAULT_BACKBONE} (ImageNet weights), device: {device}\n")
