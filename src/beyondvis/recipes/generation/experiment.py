@@ -92,7 +92,31 @@ def _in(cfg: TrainConfig, base: str, name: str) -> TrainConfig:
 def run_training(
     cfg: GenerationConfig, export_to: str | None = None, data: GenData | None = None
 ) -> dict[str, Any]:
-    """Stage 1 + stage 2, then (optionally) export the float16 bundle for ``beyondvis cook``."""
+    """Stage 1 + stage 2, then (optionally) export the float16 bundle for ``beyondvis cook``.
+
+    Under torchrun the process group is opened here, once, so that both stages' Trainers reuse
+    it (a Trainer that opens the group itself closes it after ``fit``, and re-opening it for
+    the second stage hangs in the rendezvous).
+    """
+    import os
+
+    import torch.distributed as dist
+
+    own_group = int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized()
+    if own_group:
+        from beyondvis.engine import init_distributed
+
+        init_distributed(cfg.train_decoder.device)
+    try:
+        return _run_training(cfg, export_to, data)
+    finally:
+        if own_group and dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def _run_training(
+    cfg: GenerationConfig, export_to: str | None, data: GenData | None
+) -> dict[str, Any]:
     data = data or load_data(cfg)
     set_model, set_extra = train_ingredients(
         data,
@@ -108,7 +132,9 @@ def run_training(
         cfg.label_smoothing,
     )
     summary: dict[str, Any] = {"ingredient_model": cfg.ingredient_model, "fusion": cfg.fusion}
-    if export_to:
+    import torch.distributed as dist
+
+    if export_to and (not dist.is_initialized() or dist.get_rank() == 0):
         save_bundle(
             export_to,
             set_model,
