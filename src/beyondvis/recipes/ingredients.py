@@ -222,7 +222,8 @@ def reduce_vocabulary(
     stage(1)
     roots = {_resolve(mapping, k) for k in names}
     after_one = len(roots)
-    for name in sorted(roots, key=len, reverse=True):
+    # Longest first, ties by name: a set's order changes with PYTHONHASHSEED.
+    for name in sorted(roots, key=lambda s: (-len(s), s)):
         target = _plural_target(name, roots)
         if target is not None:
             mapping[name] = target

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from beyondvis.engine import TrainConfig, Trainer, load_checkpoint
+from beyondvis.engine import TrainConfig, Trainer, load_checkpoint, seed_everything
 from beyondvis.recipes.ingredients import tags_to_name
 from beyondvis.recipes.text import PAD, UNK, Vocabulary, tokenize
 
@@ -152,6 +152,9 @@ def train_tagger(
     counts: Counter = Counter(t for toks, _ in train for t in toks)
     vocab = Vocabulary.build(counts, config.min_word_count, specials=(PAD, UNK))
     data = [(vocab.encode(t[: config.max_tokens]), list(g[: config.max_tokens])) for t, g in train]
+    # Seed before building the model: its initial weights must not depend on whatever used
+    # the global RNG earlier in the process.
+    seed_everything(seed)
     model = IngredientTagger(len(vocab), config.embed_dim, config.hidden)
     cfg = TrainConfig(
         out_dir=str(out_dir),
