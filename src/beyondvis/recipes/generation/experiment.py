@@ -135,19 +135,8 @@ def _run_training(
     import torch.distributed as dist
 
     if export_to and (not dist.is_initialized() or dist.get_rank() == 0):
-        save_bundle(
-            export_to,
-            set_model,
-            {"name": set_extra["name"], "options": set_extra["options"]},
-            decoder,
-            list(data.ingredient_vocab.names),
-            list(data.word_vocab.itos),
-            list(data.word_vocab.specials),
-            build_retrieval(data.recipes, len(data.ingredient_vocab)),
-            cfg.image_size,
-        )
         summary["exported_to"] = export_to
-        summary["bytes"] = sum(p.stat().st_size for p in Path(export_to).iterdir())
+        summary["bytes"] = _export_bundle(export_to, data, set_model, set_extra, decoder, cfg)
     torch.set_grad_enabled(True)
     return summary
 
@@ -180,10 +169,22 @@ def export_from_checkpoints(
     decoder.load_state_dict(dec["model"])
     if decoder.config.vocab_size != len(data.word_vocab):
         raise ValueError("decoder checkpoint and prepared word vocabulary differ in size")
+    return {
+        "ingredient_model": extra["name"],
+        "fusion": decoder.config.fusion,
+        "exported_to": export_to,
+        "bytes": _export_bundle(export_to, data, set_model, extra, decoder, cfg),
+    }
+
+
+def _export_bundle(
+    export_to: str, data, set_model, set_extra: dict, decoder, cfg: GenerationConfig
+) -> int:
+    """Write the cook bundle from trained parts and the prepared vocabularies; its size in bytes."""
     save_bundle(
         export_to,
         set_model,
-        {"name": extra["name"], "options": extra["options"]},
+        {"name": set_extra["name"], "options": set_extra["options"]},
         decoder,
         list(data.ingredient_vocab.names),
         list(data.word_vocab.itos),
@@ -191,12 +192,7 @@ def export_from_checkpoints(
         build_retrieval(data.recipes, len(data.ingredient_vocab)),
         cfg.image_size,
     )
-    return {
-        "ingredient_model": extra["name"],
-        "fusion": decoder.config.fusion,
-        "exported_to": export_to,
-        "bytes": sum(p.stat().st_size for p in Path(export_to).iterdir()),
-    }
+    return sum(p.stat().st_size for p in Path(export_to).iterdir())
 
 
 def load_prepared_only(cfg: GenerationConfig) -> GenData:
