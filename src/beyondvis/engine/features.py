@@ -339,6 +339,9 @@ def _fill(
     pending = np.flatnonzero(done == NOT_DONE)[ctx.rank :: ctx.world_size].tolist()
     skipped_path = out / f"skipped.rank{ctx.rank}.json"
     skipped = _read_skipped([skipped_path])
+    # Every rank must read the pending list before any rank marks items done: a rank that
+    # reads it later sees a shorter list, strides it differently, and items fall between ranks.
+    ctx.barrier()
     if not pending:
         return
     loader = DataLoader(
