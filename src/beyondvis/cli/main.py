@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.util
 import logging
 import pkgutil
 import sys
@@ -20,7 +21,24 @@ from beyondvis.cli.common import CLIError
 SKIP_MODULES = {"main", "common"}
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _command_module(argv: Sequence[str]) -> str | None:
+    """The CLI module of the sub-command named in ``argv`` (its first non-option word), if any.
+
+    ``beyondvis cook photo.jpg`` then registers only ``cook``: importing every command module
+    would pull in what the others need at import time (``classify`` imports torch), and
+    ``cook`` must start in well under 2 s.
+    """
+    for word in argv:
+        if word == "--":
+            return None
+        if not word.startswith("-"):
+            if word in SKIP_MODULES or word.startswith("_") or not word.isidentifier():
+                return None
+            return word if importlib.util.find_spec(f"beyondvis.cli.{word}") else None
+    return None
+
+
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="beyondvis",
         description="Image understanding through language: instance search, image-to-set "
@@ -33,6 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
     for info in sorted(pkgutil.iter_modules(package.__path__), key=lambda m: m.name):
         if info.name in SKIP_MODULES or info.name.startswith("_"):
             continue
+        if only is not None and info.name != only:
+            continue
         module = importlib.import_module(f"beyondvis.cli.{info.name}")
         register = getattr(module, "register", None)
         if register is not None:
@@ -41,8 +61,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    words = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(_command_module(words))
+    args = parser.parse_args(words)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(levelname)s %(name)s: %(message)s",

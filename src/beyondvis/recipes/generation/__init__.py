@@ -4,41 +4,48 @@ The decoder generates the title and the cooking steps conditioned on image featu
 ingredient ids, with four selectable attention fusions (``FUSIONS``) and cached decoding.
 """
 
-from beyondvis.recipes.generation.config import (
-    CONDITION_NAMES,
-    IMAGE,
-    INGREDIENTS,
-    DecoderConfig,
-    SpecialTokens,
-)
-from beyondvis.recipes.generation.decoder import (
-    DecoderState,
-    InstructionDecoder,
-    sequence_nll,
-)
-from beyondvis.recipes.generation.decoding import (
-    DECODING,
-    Generation,
-    beam_search,
-    generate,
-    greedy_decode,
-    sample_decode,
-)
-from beyondvis.recipes.generation.dedup import dedup_ingredient_batch, dedup_ingredients
-from beyondvis.recipes.generation.fusion import FUSIONS, Condition
-from beyondvis.recipes.generation.metrics import (
-    IngredientMatcher,
-    IngredientSetMetrics,
-    MentionMetrics,
-    PerplexityMeter,
-    perplexity,
-    to_multi_hot,
-)
-from beyondvis.recipes.generation.sequences import (
-    encode_recipe,
-    split_recipe,
-    teacher_forcing_batch,
-)
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+# Submodule -> the names re-exported from it. They load on first use: most of them import
+# torch, and the ONNX Runtime ``cook`` path (``onnx_cook``, ``constraints``) must not pay ~4 s
+# of torch/torchvision/timm imports just for living in this package.
+_EXPORTS = {
+    "config": ["CONDITION_NAMES", "IMAGE", "INGREDIENTS", "DecoderConfig", "SpecialTokens"],
+    "decoder": ["DecoderState", "InstructionDecoder", "sequence_nll"],
+    "decoding": [
+        "DECODING",
+        "Generation",
+        "beam_search",
+        "generate",
+        "greedy_decode",
+        "sample_decode",
+    ],
+    "dedup": ["dedup_ingredient_batch", "dedup_ingredients"],
+    "fusion": ["FUSIONS", "Condition"],
+    "metrics": [
+        "IngredientMatcher",
+        "IngredientSetMetrics",
+        "MentionMetrics",
+        "PerplexityMeter",
+        "perplexity",
+        "to_multi_hot",
+    ],
+    "sequences": ["encode_recipe", "split_recipe", "teacher_forcing_batch"],
+}
+_LAZY = {name: module for module, names in _EXPORTS.items() for name in names}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "CONDITION_NAMES",
