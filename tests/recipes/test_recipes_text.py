@@ -150,7 +150,9 @@ def test_reduction_plurals_and_threshold():
 
 def test_ingredient_vocabulary_roundtrip_and_text_matching(tmp_path):
     vocab, _ = IngredientVocabulary.from_counts(
-        Counter({"olive_oil": 5, "garlic": 4, "chicken_breast": 3, "chicken": 3}), min_count=1
+        Counter({"olive_oil": 5, "garlic": 4, "chicken_breast": 3, "chicken": 3}),
+        min_count=1,
+        method="thesis",
     )
     vocab.save(tmp_path / "ingr.json")
     again = IngredientVocabulary.load(tmp_path / "ingr.json")

@@ -33,7 +33,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = sub.add_parser("prepare", help="read, clean, extract ingredients, build vocabularies")
     p.add_argument("--root", required=True, help="Recipe1M-style folder (layer1.json, ...)")
     p.add_argument("--out", required=True, help="output folder for the prepared data")
-    p.add_argument("--min-ingredient-count", type=int, default=10)
+    p.add_argument(
+        "--min-ingredient-count",
+        type=int,
+        default=10,
+        help="keep ingredient names seen at least this often in training (default: 10)",
+    )
+    p.add_argument(
+        "--ingredient-reduction",
+        choices=("names", "thesis"),
+        default="names",
+        help="names: keep multi-word names such as 'white pepper' (default); thesis: the "
+        "thesis' first/last-word clustering",
+    )
     p.add_argument("--min-word-count", type=int, default=10)
     p.add_argument("--extractor", choices=("tagger", "slicer"), default="tagger")
     p.add_argument("--tagger-epochs", type=int, default=2)
@@ -124,6 +136,7 @@ def _prepare(args: argparse.Namespace) -> int:
     cfg = PrepareConfig(
         extractor=args.extractor,
         min_ingredient_count=args.min_ingredient_count,
+        ingredient_reduction=args.ingredient_reduction,
         min_word_count=args.min_word_count,
         tagger_epochs=args.tagger_epochs,
         seed=args.seed,

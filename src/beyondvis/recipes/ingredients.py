@@ -245,6 +245,134 @@ def reduce_vocabulary(
     return final, kept, report
 
 
+# ----------------------------------------------------- name-preserving reduction (default)
+# Single words that are not ingredients on their own: what is left of "white pepper", "chili
+# powder", "curry leaves", "all-purpose flour" or "at room temperature" once the thesis'
+# one-word clustering has eaten the rest. They are never kept as names nor merged into.
+FRAGMENT_WORDS = frozenset(
+    "white black red green yellow brown golden dark light powder powdered seed leaf leave "
+    "juice extract flake zest crumb chip strand wedge fillet breast stick piece slice cube "
+    "paste sauce masala all purpose room temperature serving garnish taste needed optional "
+    "sweet hot large small medium whole fresh dried dry ground extra virgin sea soda spray "
+    "mix blend style sprig pod clove halve half baking seasoning".split()
+)
+# Words that say how an ingredient is bought or prepared, not which ingredient it is:
+# "kosher salt" is salt, "unsalted butter" butter, "extra virgin olive oil" olive oil.
+QUALIFIER_WORDS = frozenset(
+    "kosher unsalted salted extra virgin fine coarse flaky lukewarm warm cold chilled ripe raw "
+    "fresh freshly dried dry whole large small medium organic plain instant good quality "
+    "nonstick cooking boneless skinless frozen thawed softened melted cooked uncooked "
+    "homemade store bought lean finely roughly chopped minced sliced diced grated peeled "
+    "crushed toasted roasted packed heaping level baby ground edible pinch dash handful few "
+    "some bunch of".split()
+)
+# Words that end the name part of a raw name ("black pepper to taste", "oil for frying").
+_NAME_END = {"to", "for", "as", "at", "into", "in", "plus"}
+_SPLIT_WORDS = _NAME_END | {"and", "or", "with"}
+# Pantry basics: still predicted, but a card lists the distinctive ingredients first.
+STAPLES = frozenset(
+    "salt black_pepper pepper oil olive_oil vegetable_oil sunflower_oil canola_oil water sugar "
+    "butter flour all_purpose_flour white_sugar sea_salt".split()
+)
+_KEEP_FINAL_S = ("ss", "us", "is", "molasses", "asparagus", "hummus", "couscous")
+_IRREGULAR = {"leaves": "leaf", "chillies": "chilli", "chilies": "chili", "cookies": "cookie"}
+# A raw name with one of these words is a leftover of the line, not an ingredient.
+_JUNK_WORDS = frozenset(
+    "room temperature piece pieces taste serving garnish needed thermometer lengthwise torn "
+    "skewer parchment paper mortar cooker pot pan bowl sheet foil toothpick available desired "
+    "separated stemmed topping food specialty".split()
+)
+
+
+def _singular_word(word: str) -> str:
+    if word.endswith(_KEEP_FINAL_S) or len(word) <= 3:
+        return word
+    if word in _IRREGULAR:
+        return _IRREGULAR[word]
+    if word.endswith(("oes", "ches", "shes")) and len(word) > 4:  # tomatoes, peaches
+        return word[:-2]
+    return _singular(word)
+
+
+def canonical_name(raw: str) -> str:
+    """Plural-free, qualifier-free key of a raw name: ``extra_virgin_olive_oils`` ->
+    ``olive_oil``, ``black_pepper_to_taste`` -> ``black_pepper``, ``salt_and_pepper`` ->
+    ``salt``; ``""`` when nothing ingredient-like is left."""
+    words = [w for w in raw.split("_") if w]
+    if not words or words[0] in _NAME_END or _JUNK_WORDS.intersection(words):
+        return ""
+    for i, w in enumerate(words):
+        if w in _NAME_END and i > 0:
+            words = words[:i]
+            break
+    if "and" in words:
+        words = words[: words.index("and")]
+    words = [_singular_word(w) for w in words]
+    if len(words) > 1 and words[-1] == "clove":  # "garlic cloves" is garlic, "cloves" a spice
+        words = words[:-1]
+    head = [w for w in words if w not in QUALIFIER_WORDS]
+    # A name made only of qualifiers ("whole", "fresh") is not a name.
+    words = head if head else []
+    if len(words) == 1 and words[0] in FRAGMENT_WORDS:
+        return ""
+    return "_".join(words)
+
+
+def reduce_vocabulary_names(
+    counts: Counter | dict[str, int], min_count: int = 10
+) -> tuple[dict[str, str], Counter, ReductionReport]:
+    """Vocabulary reduction that keeps multi-word names ("white pepper", "star anise").
+
+    1. every raw name goes to its :func:`canonical_name` (plurals, qualifiers, "to taste");
+    2. a canonical name seen at least ``min_count`` times is kept as itself: frequent
+       compounds are ingredients of their own, unlike the thesis' rule which clusters
+       ``chili_powder`` into ``powder`` and ``star_anise`` into ``anise``;
+    3. a rarer name goes to its longest kept sub-name, right-aligned first (the head noun is
+       last: ``smoked_paprika`` -> ``paprika``), then left-aligned (``chicken_breast_half`` ->
+       ``chicken_breast``); fragments (:data:`FRAGMENT_WORDS`) are never targets;
+    4. what finds no target is dropped.
+
+    Same return value as :func:`reduce_vocabulary`; the report's stages are canonical names
+    (``after_merge_two_words``), kept names before merging rare ones (``after_cluster_one_word``),
+    names after merging (``after_plurals``) and after the count threshold.
+    """
+    counts = Counter({k: v for k, v in counts.items() if k})
+    canon = {raw: canonical_name(raw) for raw in counts}
+    canon_counts: Counter = Counter()
+    for raw, c in canon.items():
+        if c:
+            canon_counts[c] += counts[raw]
+    kept_names = {c for c, n in canon_counts.items() if n >= min_count}
+
+    def target(name: str) -> str | None:
+        if name in kept_names:
+            return name
+        words = name.split("_")
+        for n in range(len(words) - 1, 0, -1):
+            for cand in ("_".join(words[-n:]), "_".join(words[:n])):
+                if cand in kept_names and cand not in FRAGMENT_WORDS:
+                    return cand
+        return None
+
+    targets = {c: target(c) for c in canon_counts}
+    mapping = {raw: targets[c] for raw, c in canon.items() if c and targets[c] is not None}
+    kept: Counter = Counter()
+    for raw, root in mapping.items():
+        kept[root] += counts[raw]
+    report = ReductionReport(
+        raw=len(counts),
+        after_merge_two_words=len(canon_counts),
+        after_cluster_one_word=len(kept_names),
+        after_plurals=len(kept),
+        after_min_count=len(kept),
+        min_count=min_count,
+    )
+    return mapping, kept, report
+
+
+REDUCTIONS = {"names": reduce_vocabulary_names, "thesis": reduce_vocabulary}
+
+
 class IngredientVocabulary:
     """Reduced ingredient vocabulary: ids for kept names and the raw -> kept mapping.
 
@@ -266,6 +394,9 @@ class IngredientVocabulary:
         root = self.mapping.get(name)
         if root is None and name in self.index:
             root = name
+        if root is None and name and not _SPLIT_WORDS.intersection(name.split("_")):
+            key = canonical_name(name)  # an unseen spelling of a kept name ("Cumin Seeds")
+            root = key if key in self.index else None
         return root
 
     def encode(self, raw_names: Iterable[str], dedupe: bool = True) -> list[int]:
@@ -291,10 +422,25 @@ class IngredientVocabulary:
         return list(dict.fromkeys(found))
 
     @classmethod
-    def from_counts(cls, counts: Counter | dict[str, int], min_count: int = 10):
-        mapping, kept, report = reduce_vocabulary(counts, min_count)
+    def from_counts(
+        cls, counts: Counter | dict[str, int], min_count: int = 10, method: str = "names"
+    ):
+        """Reduce raw name counts (``method``: ``names``, the default that keeps multi-word
+        names, or ``thesis``, the thesis' first/last-word clustering)."""
+        if method not in REDUCTIONS:
+            raise ValueError(f"unknown reduction {method!r}; choose from {sorted(REDUCTIONS)}")
+        mapping, kept, report = REDUCTIONS[method](counts, min_count)
         names = sorted(kept, key=lambda n: (-kept[n], n))
         return cls(names, mapping, kept), report
+
+    def is_staple(self, name: str) -> bool:
+        """Pantry basics (:data:`STAPLES`), which a card lists after the distinctive ones."""
+        return name in STAPLES
+
+    @staticmethod
+    def display(name: str) -> str:
+        """``white_pepper`` -> ``white pepper``."""
+        return name.replace("_", " ")
 
     def save(self, path: str | os.PathLike) -> None:
         atomic_write_json(

@@ -43,6 +43,9 @@ class PrepareConfig:
     min_instructions: int = 2
     extractor: str = "tagger"  # tagger | slicer (slicer: ~2 ms per line)
     min_ingredient_count: int = 10  # thesis: 10 on Recipe1M
+    # "names" keeps multi-word names (white pepper, star anise); "thesis" is the thesis'
+    # first/last-word clustering, which leaves fragments such as "powder" and "white"
+    ingredient_reduction: str = "names"
     min_word_count: int = 10  # thesis: 10
     tagger_epochs: int = 2
     tagger_max_lines: int = 30000  # labelled training lines used (sampled)
@@ -164,7 +167,9 @@ def prepare(
 
     # --- vocabularies ----------------------------------------------------------------------
     counts: Counter = Counter(n for r in train for n in names_of[r.id] if n)
-    ingr_vocab, reduction = IngredientVocabulary.from_counts(counts, config.min_ingredient_count)
+    ingr_vocab, reduction = IngredientVocabulary.from_counts(
+        counts, config.min_ingredient_count, config.ingredient_reduction
+    )
     ingr_vocab.save(out / "ingredient_vocab.json")
     word_vocab = build_instruction_vocab(
         ((r.title, r.instructions) for r in train), config.min_word_count
@@ -248,9 +253,10 @@ def format_stats(stats: dict[str, Any]) -> str:
         "instructions/recipe: {mean} +- {std} (median {median}, max {max})".format(
             **ds["instructions_per_recipe"]
         ),
-        f"ingredient vocabulary: {ing['raw']} raw -> {ing['after_merge_two_words']} (two-word merge)"
-        f" -> {ing['after_cluster_one_word']} (one-word cluster) -> {ing['after_plurals']} "
-        f"(plurals) -> {ing['after_min_count']} (count >= {ing['min_count']})",
+        f"ingredient vocabulary: {ing['raw']} raw -> {ing['after_merge_two_words']} "
+        f"(canonical names / two-word merge) -> {ing['after_cluster_one_word']} (kept / one-word "
+        f"cluster) -> {ing['after_plurals']} (rare merged / plurals) -> {ing['after_min_count']} "
+        f"(count >= {ing['min_count']})",
         f"instruction words: {voc['instruction_words_raw']} raw -> {voc['instruction_vocab']} "
         f"in vocabulary (count >= {voc['instruction_min_count']}, incl. 5 special tokens)",
         f"semantic categories: {voc['categories']} (incl. background); title coverage "
