@@ -7,6 +7,12 @@ re-run-everything reference, kept for tests and the speed benchmark.
 
 Outputs never contain ``pad``, ``bos`` or the ids in ``banned`` (e.g. the tokenizer's ``<unk>``,
 which a recipe card should not show); they end with ``eos`` unless ``max_len`` cut them.
+
+Every method takes ``rules`` (:class:`~beyondvis.recipes.generation.constraints.DecodingRules`):
+no-repeat n-grams within and across steps, no repeated step, unique title words, a repetition
+penalty and min/max steps. ``None`` (the default) decodes the plain model; ``beyondvis cook``
+always passes rules. The rules live in a torch-free module so the ONNX Runtime path applies the
+very same ones.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from beyondvis.recipes.generation.constraints import DecodingRules, RuleState, free_token_ids
 from beyondvis.recipes.generation.decoder import InstructionDecoder
 from beyondvis.recipes.generation.fusion import Condition
 from beyondvis.registry import Registry
@@ -69,19 +76,78 @@ def _restrict(
     return logp
 
 
-def _step_logprobs(
+class _Rules:
+    """One :class:`RuleState` per decoded row, applied to a (rows, V) batch of logits."""
+
+    def __init__(
+        self,
+        rules: DecodingRules | None,
+        decoder: InstructionDecoder,
+        rows: int,
+        free_ids: Sequence[int] | None,
+    ) -> None:
+        self.rules = rules
+        self.eos = decoder.special.eos
+        if rules is None:
+            self.states: list[RuleState] = []
+            return
+        sp = decoder.special
+        free = set(free_ids) if free_ids is not None else {sp.pad, sp.bos, sp.eos, sp.eoi}
+        self.states = [RuleState(rules, sp.eoi, sp.eos, free) for _ in range(rows)]
+
+    def penalise(self, logits: Tensor) -> Tensor:
+        if self.rules is None or self.rules.repetition_penalty <= 1.0:
+            return logits
+        p = self.rules.repetition_penalty
+        for row, st in enumerate(self.states):
+            ids = list(st.penalised())
+            if ids:
+                v = logits[row, ids]
+                logits[row, ids] = torch.where(v > 0, v / p, v * p)
+        return logits
+
+    def restrict(self, logp: Tensor) -> Tensor:
+        if self.rules is None:
+            return logp
+        neg_inf = float("-inf")
+        for row, st in enumerate(self.states):
+            if st.ended:
+                continue
+            forced = st.forced()
+            if forced is not None:
+                keep = logp[row, forced].clone()
+                logp[row] = neg_inf
+                logp[row, forced] = keep if torch.isfinite(keep) else 0.0
+                continue
+            banned = st.banned()
+            if banned:
+                logp[row, list(banned)] = neg_inf
+            if not torch.isfinite(logp[row]).any():  # everything banned: end the recipe
+                logp[row, self.eos] = 0.0
+        return logp
+
+    def push(self, words: Sequence[int]) -> None:
+        for st, w in zip(self.states, words):
+            st.push(int(w))
+
+    def reorder(self, rows: Sequence[int]) -> None:
+        if self.states:
+            self.states = [self.states[r].copy() for r in rows]
+
+
+def _step_logits(
     decoder: InstructionDecoder,
     state,
     prefix: Tensor,
     conditions: Mapping[str, Condition],
     use_cache: bool,
 ) -> Tensor:
-    """Log-probabilities of the next word (B, V); ``prefix`` (B, t+1) starts with bos."""
+    """Logits of the next word (B, V) in float32; ``prefix`` (B, t+1) starts with bos."""
     if use_cache:
         logits = decoder.step(state, prefix[:, -1:])[:, -1]
     else:
         logits = decoder(prefix, conditions=conditions, last_only=True)[:, -1]
-    return torch.log_softmax(logits.float(), dim=-1)
+    return logits.float()
 
 
 @torch.no_grad()
@@ -95,6 +161,8 @@ def _sequential_decode(
     min_len: int,
     use_cache: bool,
     banned: Sequence[int],
+    rules: DecodingRules | None = None,
+    free_ids: Sequence[int] | None = None,
 ) -> Generation:
     conditions = _resolve_conditions(decoder, image_features, ingredient_ids, conditions)
     max_len = _resolve_max_len(decoder, max_len)
@@ -107,19 +175,20 @@ def _sequential_decode(
     finished = torch.zeros(batch, dtype=torch.bool, device=device)
     lengths = torch.full((batch,), max_len, dtype=torch.long, device=device)
     scores = torch.zeros(batch, device=device)
+    guard = _Rules(rules, decoder, batch, free_ids)
     for t in range(max_len):
-        logp = _restrict(
-            _step_logprobs(decoder, state, prefix[:, : t + 1], conditions, use_cache),
-            t,
-            min_len,
-            decoder,
-            banned,
+        logits = guard.penalise(
+            _step_logits(decoder, state, prefix[:, : t + 1], conditions, use_cache)
+        )
+        logp = guard.restrict(
+            _restrict(torch.log_softmax(logits, dim=-1), t, min_len, decoder, banned)
         )
         word = choose(logp)
         word = torch.where(finished, torch.full_like(word, sp.pad), word)
         gained = logp.gather(1, word[:, None])[:, 0]
         scores += torch.where(finished, torch.zeros_like(gained), gained)
         prefix[:, t + 1] = word
+        guard.push(word.tolist())
         ended = ~finished & (word == sp.eos)
         lengths[ended] = t + 1
         finished |= ended
@@ -138,8 +207,10 @@ def greedy_decode(
     min_len: int = 0,
     banned: Sequence[int] = (),
     use_cache: bool = True,
+    rules: DecodingRules | None = None,
+    free_ids: Sequence[int] | None = None,
 ) -> Generation:
-    """Most probable word at every step (the thesis' decoding)."""
+    """Most probable word at every step (the thesis' decoding), under ``rules`` if given."""
     return _sequential_decode(
         decoder,
         lambda logp: logp.argmax(dim=-1),
@@ -150,6 +221,8 @@ def greedy_decode(
         min_len,
         use_cache,
         banned,
+        rules,
+        free_ids,
     )
 
 
@@ -165,6 +238,8 @@ def sample_decode(
     max_len: int | None = None,
     min_len: int = 0,
     banned: Sequence[int] = (),
+    rules: DecodingRules | None = None,
+    free_ids: Sequence[int] | None = None,
 ) -> Generation:
     """Sample each word from softmax(logits / temperature), optionally among the top ``k`` only.
 
@@ -185,7 +260,17 @@ def sample_decode(
         return torch.multinomial(probs, 1, generator=generator)[:, 0]
 
     return _sequential_decode(
-        decoder, choose, image_features, ingredient_ids, conditions, max_len, min_len, True, banned
+        decoder,
+        choose,
+        image_features,
+        ingredient_ids,
+        conditions,
+        max_len,
+        min_len,
+        True,
+        banned,
+        rules,
+        free_ids,
     )
 
 
@@ -201,6 +286,8 @@ def beam_search(
     max_len: int | None = None,
     min_len: int = 0,
     banned: Sequence[int] = (),
+    rules: DecodingRules | None = None,
+    free_ids: Sequence[int] | None = None,
 ) -> Generation:
     """Batched beam search returning the best hypothesis per input.
 
@@ -235,9 +322,12 @@ def beam_search(
     finished: list[list[tuple[float, list[int]]]] = [[] for _ in range(batch)]
     done = [False] * batch
     neg_inf = float("-inf")
+    guard = _Rules(rules, decoder, batch * k, free_ids)
     for t in range(max_len):
-        logp = torch.log_softmax(decoder.step(state, prev)[:, -1].float(), dim=-1)
-        logp = _restrict(logp, t, min_len, decoder, banned)
+        logits = guard.penalise(decoder.step(state, prev)[:, -1].float())
+        logp = guard.restrict(
+            _restrict(torch.log_softmax(logits, dim=-1), t, min_len, decoder, banned)
+        )
         vocab = logp.shape[-1]
         cand = (beam_scores.reshape(-1, 1) + logp).reshape(batch, k * vocab)
         top_scores, top_idx = cand.topk(min(2 * k, k * vocab), dim=1)
@@ -279,6 +369,8 @@ def beam_search(
         state.reorder(flat_src.to(device))
         history = history.index_select(0, flat_src)
         history[:, t] = words
+        guard.reorder(flat_src.tolist())
+        guard.push(words.tolist())
         beam_scores = torch.tensor(new_scores, device=device)
         prev = words.to(device).reshape(-1, 1)
 
@@ -292,6 +384,17 @@ def beam_search(
     scores = torch.tensor([s for s, _ in best], device=device)
     return Generation(tokens, lengths, scores)
 
+
+__all__ = [
+    "DECODING",
+    "DecodingRules",
+    "Generation",
+    "beam_search",
+    "free_token_ids",
+    "generate",
+    "greedy_decode",
+    "sample_decode",
+]
 
 DECODING: Registry[Generation] = Registry("decoding method")
 DECODING.register("greedy")(greedy_decode)
