@@ -22,7 +22,9 @@ import torch
 
 from beyondvis.data.recipe1m import image_path, read_recipes_jsonl
 from beyondvis.recipes.ingredients import IngredientVocabulary
-from beyondvis.recipes.text import Vocabulary, recipe_tokens
+from beyondvis.recipes.text import EOI as EOI_TOKEN
+from beyondvis.recipes.text import START as START_TOKEN
+from beyondvis.recipes.text import Vocabulary, recipe_tokens, tokenize
 from beyondvis.utils import atomic_write_bytes, atomic_write_json
 
 log = logging.getLogger(__name__)
@@ -43,6 +45,7 @@ class GenRecipe:
     tokens: list[int]  # instruction-vocabulary ids, <start> ... <end>
     images: list[int]  # rows of the feature cache (empty: no photo)
     words: list[str]  # the reference tokens (for mention metrics)
+    source: str = "recipe1m"  # "recipe1m" or "food101" (weak labels: title only)
 
 
 @dataclasses.dataclass
@@ -51,6 +54,7 @@ class GenData:
     ingredient_vocab: IngredientVocabulary
     word_vocab: Vocabulary
     features: torch.Tensor | None  # (num_images, C, h, w) float16, rows indexed by GenRecipe.images
+    weak_report: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     def split(self, name: str, with_images: bool = False) -> list[GenRecipe]:
         return [r for r in self.recipes if r.partition == name and (r.images or not with_images)]
@@ -131,8 +135,12 @@ def build_data(
     cache_dir: str | Path,
     max_len: int = 150,
     image_size: int = 224,
+    food101_root: str | Path | None = None,
+    food101_splits: tuple[str, ...] = ("train", "test"),
 ) -> GenData:
-    """Recipes with ingredient ids, token ids and (when ``data_root`` is given) photo features."""
+    """Recipes with ingredient ids, token ids and (when ``data_root`` is given) photo features;
+    with ``food101_root``, Food-101 photos are added as weakly labelled items
+    (:func:`food101_items`)."""
     rows, ingr_vocab, word_vocab = load_prepared(prepared_dir, max_len)
     recipes: list[GenRecipe] = []
     paths: list[str] = []
@@ -155,9 +163,74 @@ def build_data(
                 words=words,
             )
         )
+    weak_report: dict[str, Any] = {}
+    if food101_root:
+        weak, weak_report = food101_items(
+            food101_root, recipes, ingr_vocab, word_vocab, len(paths), food101_splits
+        )
+        for r, path in weak:
+            recipes.append(r)
+            paths.append(path)
     features = None
     if paths:
         features, ok = extract_feature_maps(paths, cache_dir, image_size)
         for r in recipes:  # drop photos that failed to load
             r.images = [i for i in r.images if ok[i]]
-    return GenData(recipes, ingr_vocab, word_vocab, features)
+    data = GenData(recipes, ingr_vocab, word_vocab, features)
+    data.weak_report = weak_report
+    return data
+
+
+def food101_items(
+    root: str | Path,
+    recipes: list[GenRecipe],
+    ingr_vocab: IngredientVocabulary,
+    word_vocab: Vocabulary,
+    first_row: int,
+    splits: tuple[str, ...] = ("train", "test"),
+) -> tuple[list[tuple[GenRecipe, str]], dict[str, Any]]:
+    """Food-101 photos as weakly labelled items (:mod:`.weak`): title = dish name, ingredients
+    shared by the training text recipes naming the dish. Food-101's ``train`` split goes to the
+    ``train`` partition, ``test`` to ``food101_test`` (never trained on). Returns (item,
+    photo path) pairs, feature rows numbered from ``first_row``, and a report per dish."""
+    from beyondvis.data.food101 import load_food101
+    from beyondvis.recipes.generation.weak import weak_ingredients
+
+    text = [(r.title, r.ingredients) for r in recipes if r.partition == "train"]
+    out: list[tuple[GenRecipe, str]] = []
+    report: dict[str, Any] = {"dishes": {}, "photos": {}}
+    labels = None
+    for split in splits:
+        part = load_food101(root, split)
+        if labels is None:
+            labels = {lab: weak_ingredients(lab, text) for lab in part.labels}
+            report["dishes"] = {
+                lab: {
+                    "matched_recipes": w.matched_recipes,
+                    "rule": w.rule,
+                    "ingredients": [ingr_vocab.names[i] for i in w.ingredients],
+                }
+                for lab, w in labels.items()
+            }
+        partition = "train" if split == "train" else f"food101_{split}"
+        for item in part.items:
+            title = item.label[:1].upper() + item.label[1:]
+            words = [START_TOKEN, *tokenize(title), EOI_TOKEN]  # title only: no <end>
+            out.append(
+                (
+                    GenRecipe(
+                        id=f"food101:{item.id}",
+                        title=title,
+                        partition=partition,
+                        ingredients=list(labels[item.label].ingredients),
+                        tokens=word_vocab.encode(words),
+                        images=[first_row + len(out)],
+                        words=words,
+                        source="food101",
+                    ),
+                    str(item.path),
+                )
+            )
+        report["photos"][split] = len(part.items)
+        report.setdefault("skipped", {})[split] = len(part.report.bad) + len(part.report.missing)
+    return out, report

@@ -59,6 +59,13 @@ class GenerationConfig:
     fusion: str = "concat"
     conditions: list[str] = dataclasses.field(default_factory=lambda: ["image", "ingredients"])
     label_smoothing: float = 0.1
+    # Weak supervision: a Food-101-layout root whose dish photos add title targets and
+    # ingredient targets from the text recipes naming the dish ("" = off).
+    food101_root: str = ""
+    # Recipe1M recipes with photos are repeated this many times per decoder epoch.
+    photo_oversample: int = 1
+    # Validation recipes (with photos) used for the decoder's perplexity (0 = all).
+    eval_max_recipes: int = 300
     train_decoder: TrainConfig = dataclasses.field(
         default_factory=lambda: TrainConfig(
             epochs=2, batch_size=32, lr=5e-4, grad_clip=1.0, monitor="val_ppl", monitor_mode="min"
@@ -80,6 +87,7 @@ def load_data(cfg: GenerationConfig) -> GenData:
         cache,
         cfg.decoder.get("max_len", 150),
         cfg.image_size,
+        food101_root=cfg.food101_root or None,
     )
 
 
@@ -130,6 +138,8 @@ def _run_training(
         dcfg,
         _in(cfg.train_decoder, cfg.out_dir, f"decoder_{cfg.fusion}"),
         cfg.label_smoothing,
+        eval_max_recipes=cfg.eval_max_recipes or None,
+        photo_oversample=cfg.photo_oversample,
     )
     summary: dict[str, Any] = {"ingredient_model": cfg.ingredient_model, "fusion": cfg.fusion}
     import torch.distributed as dist
