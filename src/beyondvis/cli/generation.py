@@ -62,17 +62,18 @@ def _register_evaluate(sub: argparse._SubParsersAction) -> None:
             "title, distinct titles, distinct-4-gram ratio, repeated steps, steps naming a "
             "predicted ingredient, seconds per card. JSON shape: docs/recipes-generation.md."
         ),
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    evaluate.add_argument("--root", required=True, help="dataset folder to evaluate on")
+    evaluate.add_argument("--root", required=True, help="dataset folder to evaluate (required)")
     evaluate.add_argument(
         "--layout",
         choices=["auto", "recipe1m", "food101"],
         default="auto",
-        help="folder layout; auto: recipe1m when layer1.json exists, food101 when meta/classes.txt",
+        help="folder layout (default: auto = recipe1m if layer1.json, food101 if meta/classes.txt)",
     )
     evaluate.add_argument(
-        "--split", default="test", help="train|val|test (Recipe1M), train|test (Food-101)"
+        "--split",
+        default="test",
+        help="train|val|test (Recipe1M), train|test (Food-101) (default: test)",
     )
     evaluate.add_argument(
         "--limit",
@@ -85,20 +86,26 @@ def _register_evaluate(sub: argparse._SubParsersAction) -> None:
         default=None,
         help="decoding passed to cook: greedy, beam, sample, ... (default: the card's own)",
     )
-    evaluate.add_argument("--seed", type=int, default=0, help="random seed for --decode sample")
+    evaluate.add_argument(
+        "--seed", type=int, default=0, help="random seed for --decode sample (default: 0)"
+    )
     evaluate.add_argument(
         "--model", default=None, help="model bundle folder (default: the shipped bundle)"
     )
     evaluate.add_argument(
         "--staples",
         default=None,
-        help="comma-separated staple ingredients (default: the bundle's, else a built-in list)",
+        help="comma-separated staples (default: the bundle's list, else evaluate.STAPLES)",
     )
-    evaluate.add_argument("--json", action="store_true", help="print the report as JSON")
     evaluate.add_argument(
-        "--cards", default=None, help="also write every card (JSON Lines) to this file"
+        "--json", action="store_true", help="print the report as JSON (default: a table)"
     )
-    evaluate.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    evaluate.add_argument(
+        "--cards",
+        default=None,
+        help="also write every card as JSON Lines to this file (default: no)",
+    )
+    evaluate.add_argument("--threads", type=int, default=2, help="torch CPU threads (default: 2)")
     add_device_argument(evaluate)
     evaluate.set_defaults(func=run_evaluate)
 
