@@ -49,6 +49,33 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     table.add_argument("--out", default=None, help="also write the rows to this JSON file")
     table.set_defaults(func=run_table)
     _register_evaluate(sub)
+    curve = sub.add_parser(
+        "curve", help="plot validation perplexity against steps of a decoder run (PNG)"
+    )
+    curve.add_argument("run", help="decoder run folder (with metrics.csv) or its metrics.csv")
+    curve.add_argument("--out", required=True, help="PNG file to write")
+    curve.add_argument(
+        "--reference", type=float, default=None, help="draw this perplexity as a dashed line"
+    )
+    curve.add_argument(
+        "--reference-label", default="before", help="legend of --reference (default: before)"
+    )
+    curve.set_defaults(func=run_curve)
+
+
+def run_curve(args: argparse.Namespace) -> int:
+    from beyondvis.recipes.generation.curves import plot_perplexity
+
+    path = Path(args.run)
+    csv_path = path / "metrics.csv" if path.is_dir() else path
+    try:
+        points = plot_perplexity(csv_path, args.out, args.reference, args.reference_label)
+    except (OSError, ValueError) as exc:
+        raise CLIError(str(exc)) from exc
+    for step, value in points:
+        print(f"step {step:>6}  val_ppl {value:9.2f}")
+    print(f"wrote {args.out}")
+    return 0
 
 
 def _register_evaluate(sub: argparse._SubParsersAction) -> None:

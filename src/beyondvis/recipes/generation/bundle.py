@@ -41,6 +41,45 @@ class BundleError(ValueError):
     """A bundle folder is missing files or has an unknown format."""
 
 
+DECODING_FORMAT_VERSION = 1
+
+
+def default_decoding() -> dict[str, Any]:
+    """The card's decoding (``decoding.json`` of a bundle): method, its options and the
+    anti-repetition rules. ``docs/recipes-generation.md`` says how it was chosen."""
+    return {
+        "format_version": DECODING_FORMAT_VERSION,
+        "method": "beam",
+        "options": {
+            "greedy": {},
+            "beam": {"beam_size": 3, "length_penalty": 1.0},
+            "sample": {"top_k": 5, "temperature": 0.8},
+        },
+        "rules": {
+            "no_repeat_ngram": 3,
+            "repetition_penalty": 1.2,
+            "no_repeat_step": True,
+            "unique_title_words": True,
+            "min_steps": 2,
+            "max_steps": 12,
+        },
+    }
+
+
+def load_decoding(folder: str | Path) -> dict[str, Any]:
+    """A bundle's ``decoding.json``, or :func:`default_decoding` for bundles written before it."""
+    path = Path(folder) / "decoding.json"
+    if not path.is_file():
+        return default_decoding()
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise BundleError(f"{path}: not valid UTF-8 JSON ({exc})") from exc
+    if data.get("format_version") != DECODING_FORMAT_VERSION:
+        raise BundleError(f"{path}: unknown format {data.get('format_version')}")
+    return data
+
+
 def _half(state: dict[str, Tensor]) -> dict[str, Tensor]:
     return {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
 
@@ -68,6 +107,7 @@ def save_bundle(
     word_specials: list[str],
     retrieval: tuple[dict, np.ndarray],
     image_size: int = 224,
+    decoding: dict[str, Any] | None = None,
 ) -> None:
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -80,9 +120,18 @@ def save_bundle(
     buf = io.BytesIO()
     torch.save(payload, buf)
     atomic_write_bytes(folder / "model.pt", buf.getvalue())
+    from beyondvis.recipes.ingredients import STAPLES
+
     atomic_write_json(
-        folder / "ingredients.json", {"format_version": 1, "names": ingredient_names}, indent=None
+        folder / "ingredients.json",
+        {
+            "format_version": 1,
+            "names": ingredient_names,
+            "staples": [n for n in ingredient_names if n in STAPLES],
+        },
+        indent=None,
     )
+    atomic_write_json(folder / "decoding.json", decoding or default_decoding())
     atomic_write_json(
         folder / "words.json",
         {"format_version": 1, "specials": word_specials, "itos": word_itos},
@@ -167,6 +216,14 @@ class CookModel:
         ids = np.load(folder / "retrieval_ingredients.npy", allow_pickle=False)
         self._build_retrieval(ids)
         self.unk_id = self.itos.index("<unk>") if "<unk>" in self.itos else None
+        from beyondvis.recipes.generation.constraints import DecodingRules, free_token_ids
+        from beyondvis.recipes.ingredients import STAPLES
+
+        ingredients_meta = json.loads((folder / "ingredients.json").read_text())
+        self.staples = set(ingredients_meta.get("staples") or STAPLES)
+        self.decoding = load_decoding(folder)
+        self.rules = DecodingRules(**self.decoding["rules"])
+        self.free_ids = sorted(free_token_ids(self.itos))
 
     def _build_retrieval(self, ids: np.ndarray) -> None:
         n = len(self.ingredient_names)
@@ -193,6 +250,19 @@ class CookModel:
             for i in top
         ]
 
+    def card_ingredients(self, labels: list[int], probs: np.ndarray) -> list[dict[str, Any]]:
+        """Predicted ingredients for the card: distinctive ones first, then the staples (salt,
+        oil, ...), each by probability; ``name`` reads as words ("white pepper")."""
+        rows = [
+            {
+                "name": self.ingredient_names[i].replace("_", " "),
+                "prob": round(float(probs[i]), 4),
+                "staple": self.ingredient_names[i] in self.staples,
+            }
+            for i in labels
+        ]
+        return sorted(rows, key=lambda r: (r["staple"], -r["prob"]))
+
     @torch.no_grad()
     def feature_map(self, image: Any) -> Tensor:
         x = self.transform(image)[None].to(self.device)
@@ -208,7 +278,10 @@ class CookModel:
         return labels, probs
 
     @torch.no_grad()
-    def cook(self, image: Any, decode: str = "greedy", **options: Any) -> CookResult:
+    def cook(self, image: Any, decode: str | None = None, **options: Any) -> CookResult:
+        """One card. ``decode``: greedy, beam or sample (default: the bundle's choice, see
+        ``decoding.json``); ``options`` override that method's options, and ``rules`` (a
+        :class:`DecodingRules`) the anti-repetition rules."""
         t0 = time.perf_counter()
         fmap = self.feature_map(image)
         t1 = time.perf_counter()
@@ -222,13 +295,13 @@ class CookModel:
             if labels:
                 ingr[0, : len(labels)] = torch.as_tensor(labels)
             ingr = ingr.to(self.device)
+        decode = decode or self.decoding["method"]
         if self.unk_id is not None:
             options.setdefault("banned", [self.unk_id])
-        if decode == "beam":
-            options.setdefault("beam_size", 3)
-        if decode == "sample":
-            options.setdefault("top_k", 5)
-            options.setdefault("temperature", 0.8)
+        for key, value in self.decoding["options"].get(decode, {}).items():
+            options.setdefault(key, value)
+        options.setdefault("rules", self.rules)
+        options.setdefault("free_ids", self.free_ids)
         gen = generate(self.decoder, decode, image_features, ingr, **options)
         t3 = time.perf_counter()
         title_ids, steps = split_recipe(gen.tokens[0][: int(gen.lengths[0])], cfg.special)
@@ -236,10 +309,7 @@ class CookModel:
         title = detokenize([self.itos[i] for i in title_ids]) or "Untitled"
         result = CookResult(
             title=title,
-            ingredients=[
-                {"name": self.ingredient_names[i], "prob": round(float(probs[i]), 4)}
-                for i in labels
-            ],
+            ingredients=self.card_ingredients(labels, probs),
             instructions=text,
             retrieved=self.retrieve(probs),
             timings={"features": t1 - t0, "ingredients": t2 - t1, "decode": t3 - t2},
