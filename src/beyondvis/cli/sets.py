@@ -1,4 +1,5 @@
-"""``beyondvis sets ...``: image-to-set prediction (train, eval, tune, multi-seed table, models)."""
+"""``beyondvis sets ...``: image-to-set prediction (train, eval, tune, probe, multi-seed table,
+models, packaged configs)."""
 
 from __future__ import annotations
 
@@ -15,46 +16,88 @@ def register(subparsers) -> None:
     p = subparsers.add_parser("sets", help="image-to-set prediction (multi-label classification)")
     sub = p.add_subparsers(dest="sets_command", metavar="ACTION")
 
+    cfg_help = "YAML config path or packaged config name (see `beyondvis sets configs`)"
     t = sub.add_parser("train", help="train one set predictor from a YAML config")
-    t.add_argument("--config", type=Path, required=True)
+    t.add_argument("--config", required=True, help=cfg_help)
     t.add_argument(
         "overrides", nargs="*", help="dotted overrides, e.g. model.name=lstm train.lr=1e-3"
     )
     t.add_argument("--no-resume", action="store_true", help="start afresh even if last.pt exists")
-    t.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
+    threads_help = "torch CPU threads (default: torch's choice)"
+    t.add_argument("--threads", type=int, help=threads_help)
     t.set_defaults(func=cmd_train)
 
-    e = sub.add_parser("eval", help="score a checkpoint on a split (default: test)")
-    e.add_argument("--checkpoint", type=Path, required=True)
-    e.add_argument("--split", default="test", choices=["train", "val", "test"])
+    e = sub.add_parser(
+        "eval",
+        help="score a checkpoint on its own split, or on any folder in a dataset layout (--root)",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    e.add_argument("--checkpoint", type=Path, required=True, help="best.pt / last.pt of a run")
+    e.add_argument(
+        "--root",
+        type=Path,
+        help="score this folder instead of the checkpoint's data (no training data needed)",
+    )
+    e.add_argument(
+        "--dataset",
+        choices=["miml", "voc", "coco", "nuswide", "ade20k", "jsonl", "food101"],
+        help="layout of --root (default: the checkpoint's dataset); jsonl: a .jsonl file or a "
+        "folder with test.jsonl",
+    )
+    e.add_argument(
+        "--split",
+        choices=["train", "val", "test", "all"],
+        help="split to score (default: test; with --root: all images of the folder)",
+    )
+    e.add_argument("--device", default="cpu", help="cpu | cuda | auto")
     e.add_argument("--json", action="store_true", help="print the metrics as JSON")
     e.add_argument("--plot", type=Path, help="write the I-F1 vs cardinality plot (PNG/PDF)")
-    e.add_argument("--threads", type=int)
+    e.add_argument("--threads", type=int, help=threads_help)
     e.set_defaults(func=cmd_eval)
 
-    u = sub.add_parser("tune", help="Hyperband search (Optuna, eta=3) on validation O-F1")
-    u.add_argument("--config", type=Path, required=True)
-    u.add_argument("overrides", nargs="*")
+    u = sub.add_parser(
+        "tune",
+        help="Hyperband search (Optuna, eta=3) on validation O-F1",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    u.add_argument("--config", required=True, help=cfg_help)
+    u.add_argument("overrides", nargs="*", help="dotted overrides of the base config")
     u.add_argument("--out", type=Path, required=True, help="study folder (resumable)")
-    u.add_argument("--trials", type=int, default=20)
+    u.add_argument("--trials", type=int, default=20, help="total trials of the study")
     u.add_argument("--max-resource", type=int, default=27, help="R, in resource units")
-    u.add_argument("--unit-epochs", type=float, default=0.15, help="epochs per resource unit")
-    u.add_argument("--seed", type=int, default=0)
+    u.add_argument("--unit-epochs", type=float, default=1.0, help="epochs per resource unit")
+    u.add_argument("--seed", type=int, default=0, help="sampler seed and every trial's seed")
     u.add_argument("--timeout", type=float, help="stop starting trials after this many seconds")
-    u.add_argument("--threads", type=int)
+    u.add_argument("--save-config", type=Path, help="also write the best config here")
+    u.add_argument("--threads", type=int, help=threads_help)
     u.set_defaults(func=cmd_tune)
 
+    b = sub.add_parser(
+        "probe",
+        help="linear-probe baseline: one-vs-rest logistic regression on pooled cached features",
+    )
+    b.add_argument("--config", required=True, help=cfg_help)
+    b.add_argument("overrides", nargs="*", help="dotted overrides")
+    b.add_argument("--views", action="store_true", help="also train on the cached augmented views")
+    b.add_argument("--threads", type=int, help=threads_help)
+    b.set_defaults(func=cmd_probe)
+
     m = sub.add_parser("table", help="multi-seed runs -> mean (std) table like Table 5.3")
-    m.add_argument("--spec", type=Path, required=True, help="table YAML (base, models, seeds)")
-    m.add_argument("--models", help="comma list: only these models of the spec")
-    m.add_argument("--device", help="override train.device")
-    m.add_argument("--threads", type=int)
+    m.add_argument(
+        "--spec", required=True, help="table YAML (base, models, seeds, probe) or packaged name"
+    )
+    m.add_argument("--models", help="comma list: only these models of the spec ('probe' too)")
+    m.add_argument("--device", help="override train.device (default: the configs' choice)")
+    m.add_argument("--threads", type=int, help=threads_help)
     m.set_defaults(func=cmd_table)
 
     s = sub.add_parser("data", help="dataset summary (sizes, cardinality) of a config's data")
-    s.add_argument("--config", type=Path, required=True)
-    s.add_argument("overrides", nargs="*")
+    s.add_argument("--config", required=True, help=cfg_help)
+    s.add_argument("overrides", nargs="*", help="dotted overrides")
     s.set_defaults(func=cmd_data)
+
+    c = sub.add_parser("configs", help="list the set configs shipped inside the package")
+    c.set_defaults(func=cmd_configs)
 
     n = sub.add_parser("models", help="list the set predictors and their decoding rules")
     n.set_defaults(func=cmd_models)
@@ -68,7 +111,7 @@ def _threads(args: argparse.Namespace) -> None:
         torch.set_num_threads(args.threads)
 
 
-def _config(path: Path, overrides: list[str]):
+def _config(path: str | Path, overrides: list[str]):
     from beyondvis.engine import ConfigError
     from beyondvis.sets.experiment import load_sets_config
 
@@ -104,16 +147,35 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
+    from beyondvis.data.sets_readers import SetDataError
     from beyondvis.engine import CheckpointError
-    from beyondvis.sets.experiment import load_trained, test_report
+    from beyondvis.sets.experiment import evaluate_folder, load_trained, test_report
     from beyondvis.sets.metrics import plot_f1_by_cardinality
 
     _threads(args)
-    try:
-        prepared = load_trained(args.checkpoint)
-    except (CheckpointError, ValueError, KeyError) as exc:
-        raise CLIError(f"cannot load {args.checkpoint}: {exc}") from None
-    report = test_report(prepared, args.split)
+    if args.root is not None:
+        split = args.split or "all"
+        if not args.root.exists():
+            raise CLIError(f"--root {args.root} does not exist")
+        try:
+            report = evaluate_folder(
+                args.checkpoint, args.root, args.dataset, split, device=args.device
+            )
+        except (CheckpointError, SetDataError, ValueError, KeyError) as exc:
+            raise CLIError(f"cannot score {args.root} with {args.checkpoint}: {exc}") from None
+        where = f"{args.root} ({report['dataset']}, {split})"
+    else:
+        if args.dataset:
+            raise CLIError("--dataset needs --root")
+        split = args.split or "test"
+        if split == "all":
+            raise CLIError("--split all needs --root")
+        try:
+            prepared = load_trained(args.checkpoint)
+        except (CheckpointError, SetDataError, ValueError, KeyError) as exc:
+            raise CLIError(f"cannot load {args.checkpoint}: {exc}") from None
+        report = test_report(prepared, split)
+        where = split
     metrics = report.pop("_metrics")
     if args.plot:
         plot_f1_by_cardinality({report["model"]: metrics.f1_by_cardinality()}, args.plot)
@@ -121,30 +183,65 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if args.json:
         print_json(report)
     else:
-        print(f"{report['model']} on {args.split} ({int(report['num_images'])} images)")
+        print(f"{report['model']} on {where}: {int(report['num_images'])} images")
         for key in ("o_f1", "c_f1", "i_f1", "iou", "card_err", "p@1"):
             if key in report:
                 print(f"  {key:9s} {report[key]:.4f}")
+        for note in report.get("notes", []):
+            print(f"  note: {note}")
+        if report.get("skipped_images"):
+            print(f"  skipped: {report['skipped_images']} unreadable image(s)")
         if "warning" in report:
             print(f"  warning: {report['warning']}")
     return 0
 
 
 def cmd_tune(args: argparse.Namespace) -> int:
+    import sys
+
+    from beyondvis.data.sets_readers import SetDataError
     from beyondvis.sets.tune import tune
 
     _threads(args)
     cfg = _config(args.config, args.overrides)
-    summary = tune(
-        cfg,
-        args.out,
-        n_trials=args.trials,
-        max_resource=args.max_resource,
-        unit_epochs=args.unit_epochs,
-        seed=args.seed,
-        timeout=args.timeout,
-    )
+    try:
+        summary = tune(
+            cfg,
+            args.out,
+            n_trials=args.trials,
+            max_resource=args.max_resource,
+            unit_epochs=args.unit_epochs,
+            seed=args.seed,
+            timeout=args.timeout,
+            save_config=args.save_config,
+        )
+    except (SetDataError, ValueError, RuntimeError) as exc:
+        raise CLIError(str(exc)) from None
     print_json(summary)
+    print(
+        f"{summary['model']}: {summary['trials']} trials ({summary['completed']} completed, "
+        f"{summary['pruned']} pruned), {summary['trial_epochs_total']:g} training epochs, "
+        f"total CPU time {summary['cpu_seconds_trials']:.0f} s over all trials "
+        f"({summary['cpu_seconds_this_session']:.0f} s this session); best val O-F1 "
+        f"{summary['best_val_o_f1']:.4f}; table {args.out / 'trials.md'}, plot "
+        f"{args.out / 'trials.png'}, config {args.out / 'best_config.yaml'}",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def cmd_probe(args: argparse.Namespace) -> int:
+    from beyondvis.data.sets_readers import SetDataError
+    from beyondvis.sets.probe import run_probe
+
+    _threads(args)
+    cfg = _config(args.config, args.overrides)
+    try:
+        report = run_probe(cfg, views=args.views)
+    except (SetDataError, ValueError) as exc:
+        raise CLIError(str(exc)) from None
+    report.pop("_metrics")
+    print_json(report)
     return 0
 
 
@@ -154,7 +251,7 @@ def cmd_table(args: argparse.Namespace) -> int:
     _threads(args)
     try:
         spec = load_table_spec(args.spec)
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, yaml_error()) as exc:
         raise CLIError(str(exc)) from None
     models = [m.strip() for m in args.models.split(",")] if args.models else None
     try:
@@ -175,6 +272,23 @@ def cmd_data(args: argparse.Namespace) -> int:
     except SetDataError as exc:
         raise CLIError(str(exc)) from None
     print_json({**splits.summary(), "vocab": splits.vocab[:50], "notes": splits.notes})
+    return 0
+
+
+def yaml_error() -> type[Exception]:
+    import yaml
+
+    return yaml.YAMLError
+
+
+def cmd_configs(args: argparse.Namespace) -> int:
+    from beyondvis.sets.experiment import packaged_configs
+
+    names = packaged_configs()
+    if not names:
+        print("no packaged set configs")
+    for name in names:
+        print(name)
     return 0
 
 

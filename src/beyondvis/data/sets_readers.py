@@ -1,7 +1,7 @@
 """Image-to-set datasets: the shared record type, splits, and one entry point for every reader.
 
 Each reader (``beyondvis.data.voc``, ``coco``, ``nuswide``, ``ade20k``, ``miml``,
-``jsonl_sets``) returns a :class:`SetSplits`: train / val / test lists of :class:`SetRecord`
+``jsonl_sets``, and ``food101`` through :func:`read_food101_sets`) returns a :class:`SetSplits`: train / val / test lists of :class:`SetRecord`
 (an image path and its labels in the dataset's own order) plus the label vocabulary. Splits
 follow the thesis: train/val are carved from the official training data (10% val by default,
 deterministic) and the test split is the official val/test set.
@@ -19,7 +19,8 @@ import numpy as np
 
 log = logging.getLogger(__name__)
 
-DATASETS = ("voc", "coco", "nuswide", "ade20k", "miml", "jsonl")
+DATASETS = ("voc", "coco", "nuswide", "ade20k", "miml", "jsonl", "food101")
+DEFAULT_FOLDERS = {"miml": "miml_scenes", "food101": "food101_mini"}
 
 
 class SetDataError(ValueError):
@@ -135,7 +136,7 @@ def load_set_dataset(
     if root is None and name != "jsonl":
         from beyondvis.utils import shared_data_root
 
-        folder = {"miml": "miml_scenes"}.get(name, name)
+        folder = DEFAULT_FOLDERS.get(name, name)
         found = shared_data_root(folder)
         if found is None:
             raise SetDataError(
@@ -163,6 +164,45 @@ def load_set_dataset(
         from beyondvis.data.miml import read_miml
 
         return read_miml(root, **common, **kwargs)  # type: ignore[arg-type]
+    if name == "food101":
+        return read_food101_sets(root, **common, **kwargs)  # type: ignore[arg-type]
     from beyondvis.data.jsonl_sets import read_jsonl_splits
 
     return read_jsonl_splits(root=root, **common, **kwargs)  # type: ignore[arg-type]
+
+
+def read_food101_sets(
+    root: str | os.PathLike, *, val_fraction: float = 0.1, split_seed: int = 0
+) -> SetSplits:
+    """Food-101 (official layout, ``beyondvis.data.food101``) as a single-label set task.
+
+    Every photo's set is its one dish label (the lower-cased ``labels.txt`` text, e.g.
+    ``apple pie``); the vocabulary is the class list in ``classes.txt`` order. Train/val are
+    carved from ``meta/train.txt`` (``val_fraction``, deterministic), test is ``meta/test.txt``.
+    Entries the reader skips (bad lines, missing files, duplicates) are counted in ``notes``.
+    """
+    from beyondvis.data.food101 import Food101Error, load_food101
+
+    try:
+        parts = {split: load_food101(root, split) for split in ("train", "test")}
+    except Food101Error as exc:
+        raise SetDataError(str(exc)) from None
+    notes = [f"{split}: {part.report.summary()}" for split, part in parts.items()]
+    for split, part in parts.items():
+        if part.report.skipped:
+            log.warning("Food-101 %s", notes[0 if split == "train" else 1])
+    records = {
+        split: [SetRecord(str(item.path), [item.label]) for item in part.items]
+        for split, part in parts.items()
+    }
+    if not records["train"]:
+        raise SetDataError(f"{root}: the Food-101 training split has no readable entries")
+    train, val = split_train_val(records["train"], val_fraction, split_seed)
+    return SetSplits(
+        train=train,
+        val=val,
+        test=records["test"],
+        vocab=list(parts["train"].labels),
+        name="food101",
+        notes=notes,
+    )

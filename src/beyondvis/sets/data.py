@@ -46,16 +46,25 @@ class LabelEncoder:
             raise KeyError(f"labels not in the vocabulary: {unknown[:5]}")
         return [self.index[label] for label in labels]
 
-    def encode(self, ids: Sequence[int], shuffle: bool = False) -> dict[str, torch.Tensor]:
+    def encode(
+        self, ids: Sequence[int], shuffle: bool = False, full_targets: bool = False
+    ) -> dict[str, torch.Tensor]:
+        """Target tensors of one set.
+
+        Sets larger than ``max_set_size`` are truncated consistently in every representation
+        for training; ``full_targets`` keeps the whole set in ``targets`` (evaluation must
+        score against the true set, not its truncation).
+        """
         ids = list(dict.fromkeys(ids))  # sets: no repeats, first occurrence kept
         if shuffle:
             # Uses the global RNG, which the engine seeds per (seed, epoch, item): every load
             # of an image sees a new order, yet a resumed run sees the same orders.
             random.shuffle(ids)
-        # Sets larger than max_set_size are truncated consistently in every representation.
-        ids = ids[: self.max_set_size]
         targets = torch.zeros(self.num_labels)
-        if ids:
+        if full_targets and ids:
+            targets[ids] = 1.0
+        ids = ids[: self.max_set_size]
+        if ids and not full_targets:
             targets[ids] = 1.0
         sequence = torch.full((self.max_set_size,), -1, dtype=torch.long)
         sequence[: len(ids)] = torch.tensor(ids, dtype=torch.long)
@@ -76,10 +85,17 @@ def cardinality_histogram(label_ids: Sequence[Sequence[int]], max_set_size: int)
 class SetItems(Dataset):
     """Wraps a dataset of ``(inputs, label_ids)`` pairs into training dicts."""
 
-    def __init__(self, base: Dataset, encoder: LabelEncoder, shuffle_labels: bool = False) -> None:
+    def __init__(
+        self,
+        base: Dataset,
+        encoder: LabelEncoder,
+        shuffle_labels: bool = False,
+        full_targets: bool = False,
+    ) -> None:
         self.base = base
         self.encoder = encoder
         self.shuffle_labels = shuffle_labels
+        self.full_targets = full_targets  # evaluation: targets are never truncated
 
     def __len__(self) -> int:
         return len(self.base)  # type: ignore[arg-type]
@@ -89,7 +105,52 @@ class SetItems(Dataset):
         if isinstance(item, dict) and "error" in item:
             return item  # a bad image: collate_sets drops and reports it
         inputs, ids = item
-        return {"inputs": inputs, **self.encoder.encode(ids, self.shuffle_labels)}
+        encoded = self.encoder.encode(ids, self.shuffle_labels, self.full_targets)
+        return {"inputs": inputs, **encoded}
+
+
+class MultiViewDataset(Dataset):
+    """Several cached views of the same items; every load picks one view at random.
+
+    The fast path's augmentation: view 0 is the plain (eval) view, views 1.. are augmented
+    crops cached once. The choice uses the global RNG, which the engine seeds per
+    (seed, epoch, item), so a resumed run sees the same views.
+    """
+
+    def __init__(self, views: Sequence[Dataset]) -> None:
+        if not views:
+            raise ValueError("need at least one view")
+        sizes = {len(v) for v in views}  # type: ignore[arg-type]
+        if len(sizes) != 1:
+            raise ValueError(f"the views have different lengths {sorted(sizes)}")
+        self.views = list(views)
+
+    def __len__(self) -> int:
+        return len(self.views[0])  # type: ignore[arg-type]
+
+    def __getitem__(self, index: int) -> Any:
+        return self.views[random.randrange(len(self.views))][index]
+
+
+class SeededImages(Dataset):
+    """``ImageListDataset`` whose random transform is seeded per (seed, item): a reproducible
+    augmented view of every image, so a cached view is a fixed function of its seed."""
+
+    def __init__(self, paths: Sequence[str], transform: Callable[[Any], torch.Tensor], seed: int):
+        from beyondvis.io import ImageListDataset
+
+        self.images = ImageListDataset(paths, transform=transform)
+        self.transform = transform  # part of the feature-cache fingerprint
+        self.seed = seed
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, index: int) -> Any:
+        from beyondvis.engine.seeding import item_rng, item_seed
+
+        with item_rng(item_seed(self.seed, 0, index)):
+            return self.images[index]
 
 
 class ImageSetDataset(Dataset):
@@ -131,15 +192,84 @@ def collate_sets(items: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
     return {key: torch.stack([it[key] for it in good]) for key in good[0]}
 
 
-def train_transform(
-    input_size: int, mean: Sequence[float], std: Sequence[float], resize: int | None = None
-) -> Callable[[Any], torch.Tensor]:
-    """The thesis' augmentation: resize, random crop, flip, +-10% translation, +-10 deg rotation."""
+AUGMENTATIONS = ("thesis", "rrc", "none")
+
+
+def _resize(size: int | tuple[int, int], mode: str):
     from torchvision import transforms as T
 
+    if mode == "full":
+        side = size if isinstance(size, int) else size[0]
+        return T.Resize((side, side), antialias=True)
+    return T.Resize(size, antialias=True)
+
+
+def eval_transform(backbone: Any, size: int, resize: str = "crop") -> Callable[[Any], torch.Tensor]:
+    """The plain view: the backbone's centre crop (``crop``) or the whole image (``full``)."""
+    if resize == "crop":
+        return backbone.transform(size=size)
+    from torchvision import transforms as T
+
+    pre = backbone.preprocess
+    return T.Compose([_resize(size, "full"), T.ToTensor(), T.Normalize(pre.mean, pre.std)])
+
+
+def augmentation(
+    kind: str,
+    input_size: int,
+    mean: Sequence[float],
+    std: Sequence[float],
+    resize: str = "crop",
+) -> Callable[[Any], torch.Tensor]:
+    """Training augmentation ``kind`` (one of :data:`AUGMENTATIONS`).
+
+    thesis: resize (short side to size/0.875, or the whole image to a square for
+    ``resize="full"``), random crop, flip, +-10% translation, +-10 deg rotation. rrc: random
+    resized crop (35-100% of the area), flip, colour jitter. none: the plain view.
+    """
+    from torchvision import transforms as T
+
+    if kind == "thesis":
+        return train_transform(input_size, mean, std, full=resize == "full")
+    if kind == "rrc":
+        return T.Compose(
+            [
+                T.RandomResizedCrop(input_size, scale=(0.35, 1.0), antialias=True),
+                T.RandomHorizontalFlip(0.5),
+                T.ColorJitter(0.3, 0.3, 0.3),
+                T.ToTensor(),
+                T.Normalize(mean, std),
+            ]
+        )
+    if kind == "none":
+        return T.Compose(
+            [
+                _resize(input_size if resize == "full" else int(round(input_size / 0.875)), resize),
+                *([] if resize == "full" else [T.CenterCrop(input_size)]),
+                T.ToTensor(),
+                T.Normalize(mean, std),
+            ]
+        )
+    raise ValueError(f"unknown augmentation {kind!r}; known: {AUGMENTATIONS}")
+
+
+def train_transform(
+    input_size: int,
+    mean: Sequence[float],
+    std: Sequence[float],
+    resize: int | None = None,
+    full: bool = False,
+) -> Callable[[Any], torch.Tensor]:
+    """The thesis' augmentation: resize, random crop, flip, +-10% translation, +-10 deg rotation.
+
+    ``full``: the whole image is resized to a square first (nothing of a wide image is lost
+    beyond the random crop's margin)."""
+    from torchvision import transforms as T
+
+    side = resize or int(round(input_size / 0.875))
     return T.Compose(
         [
-            T.Resize(resize or int(round(input_size / 0.875))),
+            _resize(side, "full" if full else "crop"),
             T.RandomCrop(input_size),
             T.RandomHorizontalFlip(0.5),
             T.RandomAffine(degrees=10, translate=(0.1, 0.1)),

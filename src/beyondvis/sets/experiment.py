@@ -3,9 +3,15 @@
 Fast path (``encoder.finetune: false``, the default): the frozen backbone's last feature map
 (EfficientNet-Lite0: 1280 x 7 x 7 at 224 px) is computed once per split with the engine's
 feature cache; every set predictor then trains on the cached maps (attention models need the
-spatial map). No image augmentation is possible on cached maps. Full path
-(``encoder.finetune: true``): the backbone is part of the model, images are augmented as in the
-thesis, and the backbone's learning rate is ``lr * encoder.lr_scale``.
+spatial map). The fast path augments through multi-crop caching: ``encoder.cache_views: K``
+caches K augmented views of every training image (``encoder.augment``, each view seeded per
+image), and every load of a training image picks one of its 1 + K views. Full path
+(``encoder.finetune: true``): the backbone is part of the model, training images are augmented
+on the fly with ``encoder.augment``, and the backbone's learning rate is ``lr * encoder.lr_scale``.
+
+A checkpoint stores the label vocabulary, the set-size limit and the config, so
+:func:`load_model` rebuilds it without the training data and :func:`evaluate_folder` scores any
+folder in one of the readers' layouts.
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
+import os
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +27,14 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from beyondvis.data.sets_readers import SetSplits, load_set_dataset
+from beyondvis.data.jsonl_sets import read_jsonl_sets
+from beyondvis.data.sets_readers import (
+    SetDataError,
+    SetRecord,
+    SetSplits,
+    load_set_dataset,
+    restrict_to_vocab,
+)
 from beyondvis.engine import (
     CachedFeatureDataset,
     TrainConfig,
@@ -33,12 +47,16 @@ from beyondvis.engine import (
 )
 from beyondvis.io import ImageListDataset
 from beyondvis.sets.data import (
+    AUGMENTATIONS,
     ImageSetDataset,
     LabelEncoder,
+    MultiViewDataset,
+    SeededImages,
     SetItems,
+    augmentation,
     cardinality_histogram,
     collate_sets,
-    train_transform,
+    eval_transform,
 )
 from beyondvis.sets.metrics import SetMetrics
 from beyondvis.sets.models import SET_MODELS, FeedForwardSet, PredictorConfig, SetPredictor
@@ -46,11 +64,13 @@ from beyondvis.sets.models import SET_MODELS, FeedForwardSet, PredictorConfig, S
 log = logging.getLogger(__name__)
 
 METRIC_KEYS = ("o_f1", "c_f1", "i_f1", "iou", "card_err")
+RESIZE_MODES = ("crop", "full")
+EVAL_FORMAT = "beyondvis.sets.eval/1"
 
 
 @dataclasses.dataclass
 class DataConfig:
-    dataset: str = "miml"  # voc | coco | nuswide | ade20k | miml | jsonl
+    dataset: str = "miml"  # voc | coco | nuswide | ade20k | miml | jsonl | food101
     root: str | None = None  # None: $BEYONDVIS_DATA/<dataset folder>
     train_file: str | None = None  # jsonl only
     val_file: str | None = None
@@ -59,7 +79,14 @@ class DataConfig:
     split_seed: int = 0
     max_set_size: int | None = None  # None: the largest training set
     image_size: int = 224
+    # crop: short side to size/0.875, centre crop (ImageNet protocol; cuts the sides of wide
+    # images); full: the whole image resized to size x size (aspect not kept, nothing cut).
+    resize: str = "crop"
     eval_batch_size: int = 128
+
+    def __post_init__(self) -> None:
+        if self.resize not in RESIZE_MODES:
+            raise ValueError(f"data.resize must be one of {RESIZE_MODES}, got {self.resize!r}")
 
 
 @dataclasses.dataclass
@@ -69,9 +96,22 @@ class EncoderConfig:
     weights: str | None = None
     finetune: bool = False  # False: fast path on cached frozen maps; True: fine-tune end to end
     lr_scale: float = 0.1  # finetune: backbone learning rate = lr * lr_scale
+    # Training-image augmentation (fine-tuning, and the cached views of the fast path):
+    # thesis (resize, random crop, flip, +-10% shift, +-10 deg) | rrc (random resized crop,
+    # flip, colour jitter) | none.
+    augment: str = "thesis"
+    cache_views: int = 0  # fast path: augmented views cached per training image (0: none)
     cache_dir: str = "runs/sets/cache"
     cache_dtype: str = "float16"
     cache_batch_size: int = 32
+
+    def __post_init__(self) -> None:
+        if self.augment not in AUGMENTATIONS:
+            raise ValueError(
+                f"encoder.augment must be one of {AUGMENTATIONS}, got {self.augment!r}"
+            )
+        if self.cache_views < 0:
+            raise ValueError(f"encoder.cache_views must be >= 0, got {self.cache_views}")
 
 
 @dataclasses.dataclass
@@ -86,8 +126,30 @@ class SetsConfig:
     )
 
 
+def resolve_config(source: Any) -> Any:
+    """A config path, or a packaged config name (``miml/ff_bce_c`` ->
+    ``beyondvis/configs/sets/miml/ff_bce_c.yaml``), so shipped configs work from any folder."""
+    if not isinstance(source, str | os.PathLike) or Path(source).is_file():
+        return source
+    from importlib import resources
+
+    name = str(source).removesuffix(".yaml")
+    packaged = resources.files("beyondvis").joinpath("configs", "sets", f"{name}.yaml")
+    return Path(str(packaged)) if packaged.is_file() else source
+
+
+def packaged_configs() -> list[str]:
+    """Names of the set configs shipped inside the package."""
+    from importlib import resources
+
+    root = Path(str(resources.files("beyondvis").joinpath("configs", "sets")))
+    if not root.is_dir():
+        return []
+    return sorted(str(p.relative_to(root).with_suffix("")) for p in root.rglob("*.yaml"))
+
+
 def load_sets_config(source: Any, overrides: list[str] | None = None) -> SetsConfig:
-    cfg = load_config(source, SetsConfig, overrides)
+    cfg = load_config(resolve_config(source), SetsConfig, overrides)
     if cfg.model.name not in SET_MODELS:
         raise ValueError(f"unknown set model {cfg.model.name!r}; known: {SET_MODELS.names()}")
     return cfg
@@ -141,30 +203,60 @@ def _backbone(cfg: EncoderConfig):
     return create_backbone(cfg.backbone, pretrained=cfg.pretrained, weights=cfg.weights)
 
 
-def cache_split_features(cfg: SetsConfig, splits: SetSplits, backbone=None) -> dict[str, Any]:
-    """Frozen feature maps of every split, cached once under ``encoder.cache_dir``."""
-    backbone = backbone or _backbone(cfg.encoder)
-    transform = backbone.transform(size=cfg.data.image_size)
+def cache_tag(cfg: SetsConfig, splits: SetSplits) -> str:
     tag = f"{splits.name or cfg.data.dataset}-{cfg.encoder.backbone}-{cfg.data.image_size}px"
-    caches = {}
-    for split in ("train", "val", "test"):
-        paths = [r.image for r in splits.split(split)]
-        if not paths:
-            caches[split] = None
-            continue
-        caches[split] = cache_features(
+    return tag if cfg.data.resize == "crop" else f"{tag}-{cfg.data.resize}"
+
+
+def cache_split_features(cfg: SetsConfig, splits: SetSplits, backbone=None) -> dict[str, Any]:
+    """Frozen feature maps of every split, cached once under ``encoder.cache_dir``.
+
+    Returns ``{"train", "val", "test": cache or None, "train_views": [cache, ...]}``; the
+    ``encoder.cache_views`` augmented views of the training images are cached (and reused)
+    one view at a time, so a run asking for fewer views reuses the first ones.
+    """
+    backbone = backbone or _backbone(cfg.encoder)
+    pre = backbone.preprocess
+    transform = eval_transform(backbone, cfg.data.image_size, cfg.data.resize)
+    tag = cache_tag(cfg, splits)
+    root = Path(cfg.encoder.cache_dir) / tag
+
+    def run(paths: list[str], dataset: Any, folder: Path, extra: dict[str, Any]):
+        cache = cache_features(
             backbone.feature_map,
-            ImageListDataset(paths, transform=transform),
-            Path(cfg.encoder.cache_dir) / tag / split,
+            dataset,
+            folder,
             name=f"{backbone.name}.feature_map",
             batch_size=cfg.encoder.cache_batch_size,
             dtype=cfg.encoder.cache_dtype,
             item_ids=paths,
-            fingerprint_extra={"split": split, "size": cfg.data.image_size},
+            fingerprint_extra=extra,
             progress=False,
         )
-        if caches[split].skipped:
-            log.warning("%s: %d unreadable image(s) skipped", split, len(caches[split].skipped))
+        if cache.skipped:
+            log.warning("%s: %d unreadable image(s) skipped", folder.name, len(cache.skipped))
+        return cache
+
+    caches: dict[str, Any] = {}
+    for split in ("train", "val", "test"):
+        paths = [r.image for r in splits.split(split)]
+        extra = {"split": split, "size": cfg.data.image_size, "resize": cfg.data.resize}
+        if cfg.data.resize == "crop":
+            extra.pop("resize")  # keeps caches written before the option existed valid
+        dataset = ImageListDataset(paths, transform=transform)
+        caches[split] = run(paths, dataset, root / split, extra) if paths else None
+    caches["train_views"] = []
+    if cfg.encoder.cache_views and caches["train"] is not None:
+        aug = augmentation(
+            cfg.encoder.augment, cfg.data.image_size, pre.mean, pre.std, cfg.data.resize
+        )
+        paths = [r.image for r in splits.train]
+        for view in range(cfg.encoder.cache_views):
+            log.info("caching augmented training view %d/%d", view + 1, cfg.encoder.cache_views)
+            dataset = SeededImages(paths, aug, seed=view)
+            folder = root / f"train_{cfg.encoder.augment}{view}"
+            extra = {"split": "train", "view": view, "augment": cfg.encoder.augment}
+            caches["train_views"].append(run(paths, dataset, folder, extra))
     return caches
 
 
@@ -175,12 +267,13 @@ def prepare(cfg: SetsConfig, splits: SetSplits | None = None) -> Prepared:
     largest = max(len(r.labels) for r in splits.train)
     max_set = cfg.data.max_set_size or max(largest, 1)
     labels = LabelEncoder(splits.vocab, max_set)
-    factory_name = cfg.model.name
     if cfg.encoder.finetune:
         backbone = _backbone(cfg.encoder)
         pre = backbone.preprocess
-        aug = train_transform(cfg.data.image_size, pre.mean, pre.std)
-        plain = backbone.transform(size=cfg.data.image_size)
+        aug = augmentation(
+            cfg.encoder.augment, cfg.data.image_size, pre.mean, pre.std, cfg.data.resize
+        )
+        plain = eval_transform(backbone, cfg.data.image_size, cfg.data.resize)
         feature_dim = backbone.num_features
         base = {
             "train": ImageSetDataset(splits.train, labels, aug),
@@ -192,21 +285,28 @@ def prepare(cfg: SetsConfig, splits: SetSplits | None = None) -> Prepared:
         caches = cache_split_features(cfg, splits)
         feature_dim = int(caches["train"].feature_shape[0])
         base = {}
-        for split, cache in caches.items():
+        for split in ("train", "val", "test"):
+            cache = caches[split]
             if cache is None:
                 base[split] = []
                 continue
             ids = [labels.ids(r.labels) for r in splits.split(split)]
             base[split] = CachedFeatureDataset(cache, targets=ids)
+        if caches["train_views"]:
+            ids = [labels.ids(r.labels) for r in splits.train]
+            views = [CachedFeatureDataset(c, targets=ids) for c in caches["train_views"]]
+            base["train"] = MultiViewDataset([base["train"], *views])
         encoder_module = None
-    predictor = SET_MODELS.create(factory_name, labels.num_labels, max_set, feature_dim, cfg.model)
+    predictor = SET_MODELS.create(
+        cfg.model.name, labels.num_labels, max_set, feature_dim, cfg.model
+    )
     train_ids = [labels.ids(r.labels) for r in splits.train]
     if isinstance(predictor, FeedForwardSet):
         predictor.set_cardinality_prior(cardinality_histogram(train_ids, max_set))
     datasets = {
         "train": SetItems(base["train"], labels, shuffle_labels=predictor.shuffle_labels),
-        "val": SetItems(base["val"], labels),
-        "test": SetItems(base["test"], labels),
+        "val": SetItems(base["val"], labels, full_targets=True),
+        "test": SetItems(base["test"], labels, full_targets=True),
     }
     model = ImageToSet(predictor, encoder_module)
     return Prepared(cfg, splits, labels, datasets, model, feature_dim)
@@ -278,8 +378,17 @@ def checkpoint_extra(prepared: Prepared) -> dict[str, Any]:
     }
 
 
-def train(cfg: SetsConfig, prepared: Prepared | None = None, resume: Any = "auto") -> TrainResult:
-    """Train with the shared engine; best.pt is chosen on validation O-F1."""
+def train(
+    cfg: SetsConfig,
+    prepared: Prepared | None = None,
+    resume: Any = "auto",
+    on_eval: Any = None,
+) -> TrainResult:
+    """Train with the shared engine; best.pt is chosen on validation O-F1.
+
+    ``on_eval(metrics)`` is called after every validation pass (the tuner reports to Optuna
+    from it; raising there, e.g. ``optuna.TrialPruned``, stops the run).
+    """
     prepared = prepared or prepare(cfg)
     device = _eval_device(cfg)
 
@@ -291,7 +400,10 @@ def train(cfg: SetsConfig, prepared: Prepared | None = None, resume: Any = "auto
             cfg.data.eval_batch_size,
             device,
         ).compute()
-        return {f"val_{k}": scores[k] for k in METRIC_KEYS}
+        out = {f"val_{k}": scores[k] for k in METRIC_KEYS}
+        if on_eval is not None:
+            on_eval(out)
+        return out
 
     trainer = Trainer(
         prepared.model,
@@ -315,11 +427,13 @@ def _eval_device(cfg: SetsConfig) -> torch.device:
 
 
 def load_trained(checkpoint: str | Path, splits: SetSplits | None = None) -> Prepared:
-    """Rebuild data and model from a checkpoint written by :func:`train`, weights loaded."""
+    """Rebuild data and model from a checkpoint written by :func:`train`, weights loaded.
+
+    This reads the checkpoint's own dataset (``splits`` or its config's data); to score a
+    checkpoint on any other folder without the training data use :func:`evaluate_folder`.
+    """
     state = load_checkpoint(checkpoint)
-    extra = state.get("extra") or {}
-    if extra.get("system") != "beyondvis.sets":
-        raise ValueError(f"{checkpoint} is not a beyondvis.sets checkpoint")
+    extra = _sets_extra(state, checkpoint)
     cfg = load_sets_config(extra["config"])
     cfg.data.max_set_size = extra["max_set_size"]
     prepared = prepare(cfg, splits)
@@ -332,6 +446,152 @@ def load_trained(checkpoint: str | Path, splits: SetSplits | None = None) -> Pre
     return prepared
 
 
+@dataclasses.dataclass
+class LoadedModel:
+    """A trained set predictor rebuilt from its checkpoint alone (no dataset is read)."""
+
+    config: SetsConfig
+    encoder: LabelEncoder
+    model: ImageToSet  # takes images when it has a backbone (``model.encoder``)
+    feature_dim: int
+    checkpoint: str
+
+
+def _sets_extra(state: dict[str, Any], checkpoint: str | Path) -> dict[str, Any]:
+    extra = state.get("extra") or {}
+    if extra.get("system") != "beyondvis.sets":
+        raise ValueError(f"{checkpoint} is not a beyondvis.sets checkpoint")
+    missing = [k for k in ("config", "vocab", "max_set_size", "feature_dim") if k not in extra]
+    if missing:
+        raise ValueError(f"{checkpoint}: the checkpoint lacks {missing}")
+    return extra
+
+
+def load_model(checkpoint: str | Path, with_backbone: bool = True) -> LoadedModel:
+    """Rebuild the label map and model of a checkpoint without its training data.
+
+    The label vocabulary, set-size limit and feature size come from the checkpoint. A fast-path
+    model (trained on cached maps) gets its frozen backbone put back in front of it when
+    ``with_backbone`` is true, so it takes images.
+    """
+    state = load_checkpoint(checkpoint)
+    extra = _sets_extra(state, checkpoint)
+    cfg = load_sets_config(extra["config"])
+    labels = LabelEncoder(extra["vocab"], int(extra["max_set_size"]))
+    predictor = SET_MODELS.create(
+        cfg.model.name, labels.num_labels, labels.max_set_size, int(extra["feature_dim"]), cfg.model
+    )
+    weights = state["model"]
+    if cfg.encoder.finetune:
+        # The fine-tuned backbone's weights are in the checkpoint: no pretrained file needed.
+        enc_cfg = dataclasses.replace(cfg.encoder, pretrained=False, weights=None)
+        model = ImageToSet(predictor, _backbone(enc_cfg))
+        model.load_state_dict(weights)
+    else:
+        prefix = "predictor."
+        predictor.load_state_dict(
+            {k[len(prefix) :]: v for k, v in weights.items() if k.startswith(prefix)}
+        )
+        model = ImageToSet(predictor, _backbone(cfg.encoder) if with_backbone else None)
+    model.eval()
+    return LoadedModel(cfg, labels, model, int(extra["feature_dim"]), str(checkpoint))
+
+
+def read_folder(
+    root: str | Path, dataset: str, data: DataConfig | None = None
+) -> tuple[SetSplits | None, list[SetRecord] | None]:
+    """Read ``root`` with the reader of ``dataset``; a JSONL file is read as one record list."""
+    data = data or DataConfig()
+    root = Path(root)
+    if dataset == "jsonl":
+        if root.is_file():
+            return None, read_jsonl_sets(root)
+        files = {s: root / f"{s}.jsonl" for s in ("train", "val", "test")}
+        if not files["test"].is_file() and not files["train"].is_file():
+            raise SetDataError(f"{root}: no test.jsonl/train.jsonl (or give a .jsonl file)")
+        records = {s: read_jsonl_sets(f) if f.is_file() else [] for s, f in files.items()}
+        vocab = sorted({label for rs in records.values() for r in rs for label in r.labels})
+        return SetSplits(vocab=vocab, name=root.name, **records), None
+    cfg = dataclasses.replace(data, dataset=dataset, root=str(root))
+    return read_splits(cfg), None
+
+
+def evaluate_folder(
+    checkpoint: str | Path,
+    root: str | Path,
+    dataset: str | None = None,
+    split: str = "all",
+    device: str | torch.device = "cpu",
+    batch_size: int | None = None,
+) -> dict[str, Any]:
+    """Score a checkpoint on the images of ``root`` (a folder in ``dataset``'s official layout).
+
+    ``split``: train / val / test of the reader's split, or ``all`` images of the folder.
+    Labels outside the checkpoint's vocabulary are dropped and counted in ``notes``; targets
+    are the full sets (never truncated to the training set-size limit).
+    """
+    loaded = load_model(checkpoint, with_backbone=True)
+    cfg = loaded.config
+    name = dataset or cfg.data.dataset
+    splits, records = read_folder(root, name, cfg.data)
+    if records is None:
+        assert splits is not None
+        parts = ("train", "val", "test") if split == "all" else (split,)
+        records = [r for part in parts for r in splits.split(part)]
+    if not records:
+        raise SetDataError(f"{root}: no images in split {split!r}")
+    notes: list[str] = []
+    records = restrict_to_vocab(records, loaded.encoder.vocab, str(root), notes)
+    backbone = loaded.model.encoder
+    assert backbone is not None
+    transform = eval_transform(backbone, cfg.data.image_size, cfg.data.resize)
+    items = SetItems(
+        ImageSetDataset(records, loaded.encoder, transform), loaded.encoder, full_targets=True
+    )
+    model = loaded.model.to(device)
+    metrics = evaluate(
+        model, items, loaded.encoder.num_labels, batch_size or cfg.data.eval_batch_size, device
+    )
+    if metrics.num_images == 0:
+        raise SetDataError(f"{root}: none of the {len(records)} image(s) could be read")
+    out = metrics_report(metrics, model.predictor, cfg.model.name, split, records)
+    out.update(
+        {
+            "root": str(root),
+            "dataset": name,
+            "checkpoint": str(checkpoint),
+            "skipped_images": len(records) - metrics.num_images,
+            "notes": notes,
+        }
+    )
+    return out
+
+
+def metrics_report(
+    metrics: SetMetrics,
+    predictor: SetPredictor,
+    model_name: str,
+    split: str,
+    records: list[SetRecord],
+) -> dict[str, Any]:
+    """The eval JSON: every metric, I-F1 per cardinality, the empty-set caveat of ``ff_td``."""
+    out: dict[str, Any] = {"format": EVAL_FORMAT, "model": model_name, "split": split}
+    out.update(metrics.compute())
+    out["i_f1_by_cardinality"] = {
+        str(k): {"mean": m, "ci95": h, "images": n}
+        for k, (m, h, n) in metrics.f1_by_cardinality().items()
+    }
+    out["represents_empty_set"] = predictor.represents_empty_set
+    empty = sum(1 for r in records if not r.labels)
+    if not predictor.represents_empty_set:
+        out["warning"] = (
+            f"{predictor.name} cannot predict the empty set (its output is a distribution "
+            f"over labels); {empty} image(s) of this split have an empty label set"
+        )
+    out["_metrics"] = metrics
+    return out
+
+
 def test_report(prepared: Prepared, split: str = "test", device: str = "cpu") -> dict[str, Any]:
     """Metrics of a trained model on one split, with the empty-set caveat of ff_td."""
     metrics = evaluate(
@@ -341,22 +601,13 @@ def test_report(prepared: Prepared, split: str = "test", device: str = "cpu") ->
         prepared.config.data.eval_batch_size,
         device,
     )
-    out: dict[str, Any] = {"model": prepared.config.model.name, "split": split}
-    out.update(metrics.compute())
-    out["i_f1_by_cardinality"] = {
-        str(k): {"mean": m, "ci95": h, "images": n}
-        for k, (m, h, n) in metrics.f1_by_cardinality().items()
-    }
-    predictor = prepared.model.predictor
-    out["represents_empty_set"] = predictor.represents_empty_set
-    empty = sum(1 for r in prepared.splits.split(split) if not r.labels)
-    if not predictor.represents_empty_set:
-        out["warning"] = (
-            f"{predictor.name} cannot predict the empty set (its output is a distribution "
-            f"over labels); {empty} image(s) of this split have an empty label set"
-        )
-    out["_metrics"] = metrics
-    return out
+    return metrics_report(
+        metrics,
+        prepared.model.predictor,
+        prepared.config.model.name,
+        split,
+        prepared.splits.split(split),
+    )
 
 
 def steps_per_epoch(prepared: Prepared, batch_size: int) -> int:

@@ -10,10 +10,15 @@ seeds and an output folder::
     models:
       ff_bce: []
       lstm: ["train.lr=0.0003"]
+      ff_bce_c: {config: miml/ff_bce_c, overrides: []}   # its own (e.g. tuned) config
+    probe: [plain, views]                   # linear-probe rows (see beyondvis.sets.probe)
 
-Each (model, seed) trains into ``<out_dir>/<model>/seed<k>`` (finished runs are reused, so an
+Configs may be paths or packaged names (``miml/ff_bce_c`` = the tuned config shipped in
+``beyondvis/configs/sets/``). Each (model, seed) trains into ``<out_dir>/<model>/seed<k>`` (finished runs are reused, so an
 interrupted table resumes) and is scored on the test split with its best-on-validation
-checkpoint. Results go to ``results.json``, ``table.md`` and ``f1_by_cardinality.png``.
+checkpoint. The linear probe (one-vs-rest logistic regression on the pooled cached features
+of the base config; ``views``: also on its augmented training views) is deterministic and runs
+once. Results go to ``results.json``, ``table.md`` and ``f1_by_cardinality.png``.
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ from beyondvis.sets.experiment import (
     load_trained,
     prepare,
     read_splits,
+    resolve_config,
     test_report,
     train,
 )
@@ -43,6 +49,7 @@ from beyondvis.utils import atomic_write, atomic_write_json
 
 log = logging.getLogger(__name__)
 
+TABLE_FORMAT = "beyondvis.sets.table/1"
 HEADERS = {"o_f1": "O-F1", "c_f1": "C-F1", "i_f1": "I-F1", "iou": "IoU", "card_err": "card. err"}
 
 
@@ -53,19 +60,41 @@ class TableSpec:
     seeds: list[int]
     models: dict[str, list[str]]
     overrides: list[str] = dataclasses.field(default_factory=list)
+    configs: dict[str, str] = dataclasses.field(default_factory=dict)  # model -> own config
+    probe: list[str] = dataclasses.field(default_factory=list)  # plain | views
+
+
+PROBE_VARIANTS = ("plain", "views")
 
 
 def load_table_spec(path: str | Path) -> TableSpec:
+    path = resolve_config(path)
     data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
     if not isinstance(data, dict):
         raise ValueError(f"{path} must hold a mapping")
     try:
+        models: dict[str, list[str]] = {}
+        configs: dict[str, str] = {}
+        for name, value in data["models"].items():
+            if isinstance(value, dict):
+                if "config" in value:
+                    configs[str(name)] = str(value["config"])
+                models[str(name)] = list(value.get("overrides") or [])
+            else:
+                models[str(name)] = list(value or [])
+        probe = data.get("probe") or []
+        probe = list(PROBE_VARIANTS[:1]) if probe is True else [str(v) for v in probe]
+        bad = [v for v in probe if v not in PROBE_VARIANTS]
+        if bad:
+            raise ValueError(f"{path}: probe variants must be among {PROBE_VARIANTS}, got {bad}")
         spec = TableSpec(
             base=str(data["base"]),
             out_dir=str(data["out_dir"]),
             seeds=[int(s) for s in data["seeds"]],
-            models={str(k): list(v or []) for k, v in data["models"].items()},
+            models=models,
             overrides=list(data.get("overrides") or []),
+            configs=configs,
+            probe=probe,
         )
     except KeyError as exc:
         raise ValueError(f"{path}: missing key {exc}") from None
@@ -84,10 +113,34 @@ def run_table(
     if results_path.is_file():
         results = json.loads(results_path.read_text(encoding="utf-8")).get("runs", {})
     chosen = list(models or spec.models)
+    with_probe = models is None or "probe" in chosen
+    chosen = [m for m in chosen if m != "probe"]
     unknown = [m for m in chosen if m not in spec.models]
     if unknown:
         raise ValueError(f"models {unknown} are not in the table spec")
     splits = None
+    if with_probe:
+        for variant in spec.probe:
+            key = f"probe/{variant}"
+            if key in results:
+                continue
+            from beyondvis.sets.probe import run_probe
+
+            cfg = load_sets_config(spec.base, list(spec.overrides))
+            splits = splits or read_splits(cfg.data)
+            report = run_probe(cfg, splits, views=variant == "views")
+            report.pop("_metrics")
+            results[key] = {
+                **{k: report[k] for k in (*METRIC_KEYS, "p@1")},
+                "name": report["model"],
+                "best_val_o_f1": report["best_val_o_f1"],
+                "C": report["C"],
+                "train_seconds": report["train_seconds"],
+                "i_f1_by_cardinality": report["i_f1_by_cardinality"],
+                "deterministic": True,
+            }
+            log.info("%s: test O-F1 %.4f", key, report["o_f1"])
+            _save(results_path, spec, results)
     for name in chosen:
         for seed in spec.seeds:
             key = f"{name}/seed{seed}"
@@ -102,7 +155,7 @@ def run_table(
             ]
             if device:
                 overrides.append(f"train.device={device}")
-            cfg = load_sets_config(spec.base, overrides)
+            cfg = load_sets_config(spec.configs.get(name, spec.base), overrides)
             splits = splits or read_splits(cfg.data)
             start = time.perf_counter()
             result = train(cfg, prepare(cfg, splits))
@@ -123,11 +176,7 @@ def run_table(
                 "warning": report.get("warning"),
             }
             log.info("%s: test O-F1 %.4f", key, report["o_f1"])
-            # Merge with what other processes (e.g. one per model family) wrote meanwhile.
-            if results_path.is_file():
-                on_disk = json.loads(results_path.read_text(encoding="utf-8")).get("runs", {})
-                results = {**on_disk, **results}
-            atomic_write_json(results_path, {"spec": dataclasses.asdict(spec), "runs": results})
+            results = _save(results_path, spec, results)
     if results_path.is_file():
         results = {
             **json.loads(results_path.read_text(encoding="utf-8")).get("runs", {}),
@@ -140,10 +189,29 @@ def run_table(
     return {"runs": results, "table": table}
 
 
+def _save(path: Path, spec: TableSpec, results: dict[str, Any]) -> dict[str, Any]:
+    # Merge with what other processes (e.g. one per model family) wrote meanwhile.
+    if path.is_file():
+        on_disk = json.loads(path.read_text(encoding="utf-8")).get("runs", {})
+        results = {**on_disk, **results}
+    atomic_write_json(
+        path, {"format": TABLE_FORMAT, "spec": dataclasses.asdict(spec), "runs": results}
+    )
+    return results
+
+
 def summarize(results: dict[str, Any], spec: TableSpec) -> str:
     """Markdown table: one row per model, mean (std) over seeds of every metric (x100 for F1s),
-    rows ordered by mean O-F1 like the thesis' ranking."""
+    rows ordered by mean O-F1 like the thesis' ranking. Linear-probe rows are deterministic
+    (one run, std 0)."""
     rows = []
+    for variant in spec.probe:
+        run = results.get(f"probe/{variant}")
+        if run is None:
+            continue
+        cells = {k: (run[k] * (1.0 if k == "card_err" else 100.0), 0.0) for k in METRIC_KEYS}
+        label = f"{run['name']} (C={run['C']:g})"
+        rows.append((cells["o_f1"][0], label, cells, "1 (det.)", run["train_seconds"]))
     for name in spec.models:
         runs = [results[f"{name}/seed{s}"] for s in spec.seeds if f"{name}/seed{s}" in results]
         if not runs:
@@ -175,6 +243,10 @@ def summarize(results: dict[str, Any], spec: TableSpec) -> str:
 def _plot(results: dict[str, Any], spec: TableSpec, path: Path) -> None:
     """I-F1 vs true cardinality of each model, averaged over its seeds (Figure 5.4)."""
     curves = {}
+    for variant in spec.probe:
+        run = results.get(f"probe/{variant}")
+        if run is not None:
+            curves[run["name"]] = {int(c): tuple(v) for c, v in run["i_f1_by_cardinality"].items()}
     for name in spec.models:
         per_card: dict[int, list[float]] = {}
         counts: dict[int, int] = {}
