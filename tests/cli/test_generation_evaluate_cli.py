@@ -12,6 +12,21 @@ from beyondvis.cli.main import main
 from beyondvis.recipes.generation.evaluate import EVAL_FORMAT
 
 
+@pytest.fixture(scope="module")
+def _one_model():
+    """Load the shipped bundle once for the module (each CLI call would load it again)."""
+    from beyondvis.recipes.generation.bundle import CookModel
+
+    return CookModel(device="cpu")
+
+
+@pytest.fixture(autouse=True)
+def _reuse_model(_one_model, monkeypatch):
+    from beyondvis.recipes.generation import bundle
+
+    monkeypatch.setattr(bundle, "CookModel", lambda folder, device: _one_model)
+
+
 def _jpeg(path, seed):
     path.parent.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
@@ -75,6 +90,9 @@ def recipe1m(tmp_path):
 
 
 def _run(capsys, *argv):
+    # Greedy: these tests check the evaluation, not the decoder; beam on noise photos is slow.
+    if "--decode" not in argv:
+        argv = (*argv, "--decode", "greedy")
     code = main(["generation", "evaluate", *argv, "--device", "cpu", "--threads", "1"])
     out = capsys.readouterr()
     return code, out.out, out.err
@@ -112,10 +130,10 @@ def test_recipe1m_folder_table_with_limit(recipe1m, capsys):
 
 
 def test_recipe1m_folder_json_scores_ingredients(recipe1m, capsys):
-    code, out, _ = _run(capsys, "--root", str(recipe1m), "--json", "--decode", "greedy")
+    code, out, _ = _run(capsys, "--root", str(recipe1m), "--json", "--decode", "sample")
     assert code == 0
     report = json.loads(out)
-    assert report["cards"] == 2 and report["decode"] == "greedy"
+    assert report["cards"] == 2 and report["decode"] == "sample"
     assert any("bad00000.jpg" in s["item"] for s in report["skipped"])
     ing = report["ingredients"]
     assert ing["cards"] == 2 and ing["mean_reference_size"] >= 2  # beef, onion, paprika, ...

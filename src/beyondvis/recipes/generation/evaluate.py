@@ -38,29 +38,16 @@ from pathlib import Path
 from typing import Any
 
 from beyondvis.recipes.generation.metrics import IngredientMatcher, word_key
+from beyondvis.recipes.ingredients import STAPLES as _PANTRY_STAPLES
 from beyondvis.recipes.ingredients import IngredientVocabulary, normalize_name
 
 EVAL_FORMAT = "beyondvis.generation.evaluate/1"
 LAYOUTS = ("recipe1m", "food101")
 
-# Used when the bundle names no staples of its own: ingredients nearly every recipe lists, which
-# a predictor gets "right" without looking at the photo. Kept small on purpose; names are
-# mapped through the bundle vocabulary (a name the vocabulary lacks is simply never matched).
-STAPLES = (
-    "salt",
-    "pepper",
-    "black_pepper",
-    "oil",
-    "olive_oil",
-    "vegetable_oil",
-    "water",
-    "sugar",
-    "butter",
-    "flour",
-    "garlic",
-    "onion",
-    "egg",
-)
+# Used when the bundle names no staples of its own: the project's pantry basics (the card lists
+# them after the distinctive ingredients), which a predictor gets "right" without looking at
+# the photo. Names go through the bundle vocabulary; one it lacks is simply never matched.
+STAPLES: tuple[str, ...] = tuple(sorted(_PANTRY_STAPLES))
 
 # Function words and recipe-title filler ("easy", "homemade") that say nothing about the dish.
 STOP_WORDS = frozenset(
@@ -415,6 +402,13 @@ def reference_ingredients(vocab: IngredientVocabulary, lines: Iterable[str]) -> 
 
 
 # ------------------------------------------------------------------------------------ run
+def _default_decoding(model: Any) -> str:
+    """``default``, plus the method when the bundle names one (its ``decoding.json``)."""
+    decoding = getattr(model, "decoding", None)
+    method = decoding.get("method") if isinstance(decoding, dict) else None
+    return f"default ({method})" if method else "default"
+
+
 def evaluate_folder(
     root: str | os.PathLike,
     layout: str | None = None,
@@ -499,7 +493,7 @@ def evaluate_folder(
         "layout": layout,
         "split": split,
         "bundle": str(folder.resolve()),
-        "decode": decode or "default",
+        "decode": decode or _default_decoding(model),
         "device": str(model.device),
         "photos": len(photos),
         "skipped": skipped,
