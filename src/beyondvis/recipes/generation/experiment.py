@@ -66,6 +66,8 @@ class GenerationConfig:
     photo_oversample: int = 1
     # Validation recipes (with photos) used for the decoder's perplexity (0 = all).
     eval_max_recipes: int = 300
+    # Decoder batches of recipes of similar length (less padding; same batch size).
+    bucket_by_length: bool = False
     train_decoder: TrainConfig = dataclasses.field(
         default_factory=lambda: TrainConfig(
             epochs=2, batch_size=32, lr=5e-4, grad_clip=1.0, monitor="val_ppl", monitor_mode="min"
@@ -140,6 +142,7 @@ def _run_training(
         cfg.label_smoothing,
         eval_max_recipes=cfg.eval_max_recipes or None,
         photo_oversample=cfg.photo_oversample,
+        bucket_by_length=cfg.bucket_by_length,
     )
     summary: dict[str, Any] = {"ingredient_model": cfg.ingredient_model, "fusion": cfg.fusion}
     import torch.distributed as dist
