@@ -1,40 +1,121 @@
-"""``beyondvis cook PHOTO``: the main job — a recipe card generated from a food photo."""
+"""``beyondvis cook PHOTO [PHOTO ...]``: the main job — a recipe card generated from food photos.
+
+The card runs on ONNX Runtime + NumPy when the bundle ships its ONNX export (a fresh process then
+never imports torch, torchvision or timm: ~0.5 s of start-up instead of ~4 s), else on PyTorch.
+Nothing heavy is imported at module level: ``beyondvis --help`` imports every CLI module.
+
+JSON (``--json``): one photo prints one indented object; several photos print JSON Lines, one
+object per photo in the order given. Each object is
+
+    {"format": 1, "photo": PATH, "runtime": "onnxruntime" | "torch", "decode": METHOD,
+     "title": str, "ingredients": [{"name", "prob"}], "instructions": [str],
+     "retrieved": [{"id", "title", "score", "source", "licence", ...}]}
+
+or, for a photo that could not be read, ``{"format": 1, "photo": PATH, "error": MESSAGE}``.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import textwrap
 from pathlib import Path
+from typing import Any
 
-from beyondvis.cli.common import CLIError, add_device_argument, print_json
+from beyondvis.cli.common import CLIError
+
+COOK_JSON_FORMAT = 1
+RUNTIMES = ("auto", "onnxruntime", "torch")
+
+
+def _threads(value: str) -> int:
+    try:
+        n = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {value!r}") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {n}")
+    return n
+
+
+def _retrieve(value: str) -> int:
+    try:
+        n = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value!r}") from None
+    if n < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {n}")
+    return n
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "cook",
-        help="generate a recipe (title, ingredients, steps) from a food photo",
+        help="generate a recipe (title, ingredients, steps) from food photos",
         description=(
-            "Predict the ingredients of a food photo, generate a title and cooking steps from "
+            "Predict the ingredients of each food photo, generate a title and cooking steps from "
             "the photo and those ingredients (inverse cooking, thesis chapter 9) and list the "
-            "3 closest real recipes. Runs the model shipped inside the package, offline."
+            "closest real recipes, the best one in full. Runs the model shipped inside the "
+            "package, offline. A photo that cannot be read is reported on stderr (and as an "
+            "error line with --json) and skipped; the exit status is then 1."
         ),
     )
-    parser.add_argument("photo", help="a food photo (JPEG, PNG, ...)")
-    parser.add_argument("--json", action="store_true", help="print the card as JSON")
+    parser.add_argument("photo", nargs="+", metavar="PHOTO", help="food photos (JPEG, PNG, ...)")
+    parser.add_argument(
+        "--json",
+        action="store_true",
+        help="print the card as JSON (JSON Lines, one object per photo, with several photos)",
+    )
     parser.add_argument(
         "--decode",
         choices=["greedy", "beam", "sample"],
-        default="greedy",
-        help="instruction decoding: greedy (default, the thesis' choice), beam (3), sample",
+        default=None,
+        help="instruction decoding: greedy, beam or sample, each with the anti-repetition "
+        "rules (default: the bundle's choice in its decoding.json; beam for the shipped model)",
     )
-    parser.add_argument("--seed", type=int, default=0, help="random seed for --decode sample")
-    parser.add_argument("--model", default=None, help="model bundle folder (default: shipped)")
-    add_device_argument(parser)
+    parser.add_argument(
+        "--seed", type=int, default=0, help="random seed for --decode sample (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--retrieve",
+        type=_retrieve,
+        default=3,
+        metavar="K",
+        help="list the K closest real recipes and print the best one in full; 0: none "
+        "(default: %(default)s)",
+    )
+    parser.add_argument(
+        "--threads",
+        type=_threads,
+        default=None,
+        metavar="N",
+        help="CPU threads (intra-op) for ONNX Runtime / PyTorch, >= 1 (default: the "
+        "runtime's own, one per core)",
+    )
+    parser.add_argument(
+        "--runtime",
+        choices=RUNTIMES,
+        default="auto",
+        help="auto: ONNX Runtime on the CPU when the bundle ships its ONNX export and the "
+        "device is cpu or auto, else PyTorch (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--model",
+        default=None,
+        help="model bundle folder (default: the one shipped in the package)",
+    )
+    parser.add_argument(
+        "--device",
+        default="auto",
+        help="PyTorch path: auto (CUDA when present, else CPU), cpu, cuda, cuda:N; "
+        "ONNX Runtime runs on the CPU (default: %(default)s)",
+    )
     parser.set_defaults(func=run)
 
 
-def format_card(result) -> str:
+# -- output ------------------------------------------------------------------------------------
+def format_card(result: Any, retrieved_in_full: bool = True) -> str:
     lines = [result.title, "=" * len(result.title), "", "Ingredients:"]
     width = max((len(i["name"]) for i in result.ingredients), default=0)
     for ing in result.ingredients:
@@ -50,36 +131,189 @@ def format_card(result) -> str:
         )
     if not result.instructions:
         lines.append("  (no steps generated)")
-    lines += ["", "Closest real recipes:"]
-    for r in result.retrieved:
-        lines.append(f"  {r['score']:.3f}  {r['title']}  [{r['id']}]")
+    if result.retrieved:
+        lines += ["", "Closest real recipes:"]
+        for r in result.retrieved:
+            source = f"  ({r['source']})" if r.get("source") else ""
+            lines.append(f"  {r['score']:.3f}  {r['title']}  [{r['id']}]{source}")
+        # Only the shipped real recipes (card_retrieval) carry a source and maybe the text;
+        # the bundle's ingredient index knows titles and ids, already listed above.
+        if retrieved_in_full and "source" in result.retrieved[0]:
+            lines += ["", "Best real recipe:", "", _format_retrieved(result.retrieved[0])]
     return "\n".join(lines)
 
 
+def _format_retrieved(recipe: dict[str, Any]) -> str:
+    from beyondvis.recipes.card_retrieval import format_retrieved
+
+    return format_retrieved(recipe)
+
+
+def card_json(result: Any, photo: str, runtime: str, decode: str) -> dict[str, Any]:
+    return {
+        "format": COOK_JSON_FORMAT,
+        "photo": photo,
+        "runtime": runtime,
+        "decode": decode,
+        **result.to_json(),
+    }
+
+
+# -- models ------------------------------------------------------------------------------------
+class _TorchCook:
+    """The PyTorch ``CookModel`` behind the same ``cook(image, decode, seed, retrieve)`` call
+    as the ONNX Runtime model."""
+
+    runtime = "torch"
+
+    def __init__(self, folder: Path, device: str, threads: int | None) -> None:
+        import torch
+
+        from beyondvis.device import resolve_device
+        from beyondvis.recipes.generation.bundle import BundleError, CookModel
+
+        if threads is not None:
+            torch.set_num_threads(threads)
+        try:
+            self.model = CookModel(folder, device=str(resolve_device(device)))
+        except (BundleError, ValueError) as exc:
+            raise CLIError(str(exc)) from exc
+        self.default_decode = self.model.decoding["method"]
+
+    def cook(self, image: Any, decode: str, seed: int, retrieve: int) -> Any:
+        import torch
+
+        options: dict[str, Any] = {}
+        if decode == "sample":
+            options["generator"] = torch.Generator(device=self.model.device).manual_seed(seed)
+        self.model.retrieve_k = retrieve
+        return self.model.cook(image, decode, **options)
+
+
+class _OrtCook:
+    runtime = "onnxruntime"
+
+    def __init__(self, folder: Path, threads: int | None) -> None:
+        from beyondvis.recipes.generation.onnx_cook import OrtCookModel
+
+        self.model = OrtCookModel(folder, threads=threads)
+        self.default_decode = self.model.default_decode
+
+    def cook(self, image: Any, decode: str, seed: int, retrieve: int) -> Any:
+        self.model.retrieve_k = retrieve
+        return self.model.cook(image, decode, seed=seed)
+
+
+def load_cook_model(
+    folder: Path, runtime: str = "auto", device: str = "auto", threads: int | None = None
+) -> _OrtCook | _TorchCook:
+    """The card's model on ``runtime``; ``auto`` takes ONNX Runtime when the bundle has a
+    usable ONNX export and ``device`` is ``auto`` or ``cpu``, else PyTorch (warning on stderr
+    when an export is there but unusable, e.g. stale after re-saving ``model.pt``)."""
+    from beyondvis.recipes.generation.onnx_cook import OnnxBundleError, has_onnx
+
+    if runtime == "onnxruntime" and device not in ("auto", "cpu"):
+        raise CLIError(f"--runtime onnxruntime runs on the CPU; got --device {device}")
+    if runtime == "onnxruntime" or (
+        runtime == "auto" and device in ("auto", "cpu") and has_onnx(folder)
+    ):
+        try:
+            return _OrtCook(folder, threads)
+        except OnnxBundleError as exc:
+            if runtime == "onnxruntime":
+                raise CLIError(str(exc)) from exc
+            print(f"warning: {exc}; cooking with PyTorch", file=sys.stderr)
+    return _TorchCook(folder, device, threads)
+
+
 def run(args: argparse.Namespace) -> int:
-    import torch
-
-    from beyondvis.device import resolve_device
     from beyondvis.io import ImageLoadError, load_image
-    from beyondvis.recipes.generation.bundle import PACKAGE_BUNDLE, BundleError, CookModel
+    from beyondvis.recipes.generation.onnx_cook import PACKAGE_BUNDLE
 
-    try:
-        image = load_image(args.photo)
-    except ImageLoadError as exc:
-        raise CLIError(str(exc)) from exc
-    except OSError as exc:
-        raise CLIError(f"cannot load image {args.photo}: {exc}") from exc
+    photos = [args.photo] if isinstance(args.photo, str) else list(args.photo)
+    retrieve = getattr(args, "retrieve", 3)
+    threads = getattr(args, "threads", None)
+    if threads is not None and threads < 1:
+        raise CLIError(f"--threads must be >= 1, got {threads}")
+    folder = Path(args.model) if args.model else PACKAGE_BUNDLE
+    model = load_cook_model(
+        folder, getattr(args, "runtime", "auto"), getattr(args, "device", "auto"), threads
+    )
+    decode = getattr(args, "decode", None) or model.default_decode
+    lines = args.json and len(photos) > 1
+    failed = 0
+    for n, photo in enumerate(photos):
+        try:
+            image = load_image(photo)
+        except (ImageLoadError, OSError) as exc:
+            message = (
+                str(exc) if isinstance(exc, ImageLoadError) else f"cannot load image {photo}: {exc}"
+            )
+            print(f"error: {message}", file=sys.stderr)
+            failed += 1
+            if args.json:
+                obj = {"format": COOK_JSON_FORMAT, "photo": photo, "error": message}
+                _emit(obj, lines)
+            continue
+        result = model.cook(image, decode, args.seed, retrieve)
+        if args.json:
+            _emit(card_json(result, photo, model.runtime, decode), lines)
+        else:
+            if len(photos) > 1:
+                sys.stdout.write(("\n" if n else "") + f"==> {photo} <==\n")
+            sys.stdout.write(format_card(result) + "\n")
+        sys.stdout.flush()
+    return 1 if failed else 0
+
+
+def _emit(obj: dict[str, Any], lines: bool) -> None:
+    if lines:
+        sys.stdout.write(json.dumps(obj, ensure_ascii=False) + "\n")
+    else:
+        json.dump(obj, sys.stdout, indent=2, ensure_ascii=False)
+        sys.stdout.write("\n")
+
+
+# -- `beyondvis generation export-onnx` (registered by cli/generation.py) ----------------------
+def register_export_onnx(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser(
+        "export-onnx",
+        help="write a cook bundle's ONNX export (what a torch-free `beyondvis cook` runs)",
+        description=(
+            "Export the networks of a cook bundle (backbone + ingredient predictor, decoder "
+            "conditions, one incremental decoder step) to ONNX next to its model.pt, check them "
+            "against PyTorch and write onnx.json last. Run it after every change of model.pt: "
+            "cook ignores an export made from another model.pt and falls back to PyTorch."
+        ),
+    )
+    parser.add_argument(
+        "--model",
+        default=None,
+        help="bundle folder (default: the one shipped in the package)",
+    )
+    parser.add_argument(
+        "--float32",
+        action="store_true",
+        help="store float32 weights (default: float16 weights, float32 arithmetic)",
+    )
+    parser.add_argument(
+        "--no-check",
+        action="store_true",
+        help="skip comparing ONNX Runtime with PyTorch on a probe (default: check)",
+    )
+    parser.set_defaults(func=run_export_onnx)
+
+
+def run_export_onnx(args: argparse.Namespace) -> int:
+    from beyondvis.recipes.generation.bundle import PACKAGE_BUNDLE, BundleError
+    from beyondvis.recipes.generation.onnx_export import export_onnx_bundle
+
     folder = Path(args.model) if args.model else PACKAGE_BUNDLE
     try:
-        model = CookModel(folder, device=str(resolve_device(args.device)))
-    except BundleError as exc:
+        manifest = export_onnx_bundle(folder, float16=not args.float32, check=not args.no_check)
+    except (BundleError, OSError, RuntimeError) as exc:
         raise CLIError(str(exc)) from exc
-    options = {}
-    if args.decode == "sample":
-        options["generator"] = torch.Generator(device=model.device).manual_seed(args.seed)
-    result = model.cook(image, args.decode, **options)
-    if args.json:
-        print_json(result.to_json())
-    else:
-        sys.stdout.write(format_card(result) + "\n")
+    for name, entry in manifest["files"].items():
+        print(f"{entry['bytes'] / 1e6:7.2f} MB  {folder / name}")
+    print(f"wrote {folder / 'onnx.json'}")
     return 0

@@ -37,6 +37,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     export.add_argument("--decoder", required=True, help="stage-2 checkpoint (best.pt)")
     export.add_argument("--out", required=True, help="bundle folder to write")
     export.set_defaults(func=run_export)
+    from beyondvis.cli.cook import register_export_onnx
+
+    register_export_onnx(sub)
     table = sub.add_parser("table", help="evaluate a chapter-9 table on the test split")
     _common(table)
     table.add_argument("which", choices=["ingredients", "fusions", "retrieval"])

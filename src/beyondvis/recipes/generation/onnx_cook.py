@@ -1,0 +1,690 @@
+"""The recipe card with ONNX Runtime and NumPy only: ``beyondvis cook`` without importing torch.
+
+Importing torch, torchvision and timm took ~4 s of a fresh ``cook`` process on a laptop CPU
+(the card itself takes well under a second), so the bundle also ships its networks as ONNX
+(written by :func:`beyondvis.recipes.generation.onnx_export.export_onnx_bundle`, format in its
+docstring) and :class:`OrtCookModel` runs the same card as the PyTorch
+:class:`~beyondvis.recipes.generation.bundle.CookModel`, which stays the reference:
+
+* preprocessing is the backbone's eval transform (resize the short side to ``size / crop_pct``,
+  centre crop, scale to 0..1, normalise) in PIL + NumPy, with the backbone's own settings read
+  from the export manifest;
+* decoding is the same greedy / beam / sampling loop as :mod:`.decoding` with the same
+  anti-repetition rules (:mod:`.constraints`, torch-free), over an incremental decoder step
+  whose self-attention keys/values are carried between calls;
+* retrieval uses the shipped real recipes (:mod:`beyondvis.recipes.card_retrieval`, NumPy) when
+  its assets are present, else the bundle's ingredient index.
+
+Nothing here imports torch; :func:`has_onnx` says whether a bundle can be cooked this way.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from beyondvis.recipes.generation.constraints import (
+    DecodingRules,
+    RuleState,
+    free_token_ids,
+)
+
+ONNX_FORMAT_VERSION = 1
+PACKAGE_BUNDLE = Path(__file__).resolve().parents[2] / "assets" / "generation"  # = bundle's
+ONNX_MANIFEST = "onnx.json"
+IMAGE_MODEL = "image.onnx"
+DECODER_INIT = "decoder_init.onnx"
+DECODER_STEP = "decoder_step.onnx"
+ONNX_FILES = (IMAGE_MODEL, DECODER_INIT, DECODER_STEP)
+BUNDLE_FILES = ("ingredients.json", "words.json", "retrieval.json", "retrieval_ingredients.npy")
+NEG_INF = float("-inf")
+
+
+class OnnxBundleError(ValueError):
+    """The bundle has no usable ONNX export (missing, other format, stale or corrupt)."""
+
+
+def file_sha256(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def has_onnx(folder: str | Path) -> bool:
+    """Whether ``folder`` holds a finished ONNX export (the manifest and its files)."""
+    folder = Path(folder)
+    return (folder / ONNX_MANIFEST).is_file() and all((folder / n).is_file() for n in ONNX_FILES)
+
+
+def read_onnx_bundle(folder: str | Path) -> tuple[dict[str, Any], dict[str, bytes]]:
+    """The export manifest and the ONNX files' bytes, verified against their SHA-256 and
+    against the ``model.pt`` they were exported from; raises :class:`OnnxBundleError`."""
+    folder = Path(folder)
+    path = folder / ONNX_MANIFEST
+    if not path.is_file():
+        raise OnnxBundleError(f"{folder}: no ONNX export ({ONNX_MANIFEST} missing)")
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise OnnxBundleError(f"{path}: unreadable ({exc})") from exc
+    if manifest.get("format") != ONNX_FORMAT_VERSION:
+        raise OnnxBundleError(
+            f"{path}: format {manifest.get('format')!r}, this version reads {ONNX_FORMAT_VERSION}"
+        )
+    source = manifest.get("source", {}).get("model.pt", {})
+    model_pt = folder / "model.pt"
+    if model_pt.is_file() and (
+        model_pt.stat().st_size != source.get("bytes")
+        or file_sha256(model_pt) != source.get("sha256")
+    ):
+        raise OnnxBundleError(
+            f"{folder}: the ONNX files were exported from another model.pt (re-run "
+            f"'beyondvis generation export-onnx --model {folder}')"
+        )
+    files: dict[str, bytes] = {}
+    for name in ONNX_FILES:
+        entry = manifest.get("files", {}).get(name, {})
+        try:
+            data = (folder / name).read_bytes()
+        except OSError as exc:
+            raise OnnxBundleError(f"{folder / name}: cannot read ({exc})") from exc
+        if hashlib.sha256(data).hexdigest() != entry.get("sha256"):
+            raise OnnxBundleError(f"{folder / name}: SHA-256 does not match {ONNX_MANIFEST}")
+        files[name] = data
+    return manifest, files
+
+
+# -- preprocessing ---------------------------------------------------------------------------
+def preprocess(image: Any, size: int, config: Mapping[str, Any]) -> np.ndarray:
+    """PIL RGB image -> (1, 3, size, size) float32, as the backbone's eval transform does it
+    (torchvision ``Resize(round(size / crop_pct))``, ``CenterCrop(size)``, ``ToTensor``,
+    ``Normalize``)."""
+    from PIL import Image
+
+    resample = {
+        "bilinear": Image.Resampling.BILINEAR,
+        "bicubic": Image.Resampling.BICUBIC,
+        "nearest": Image.Resampling.NEAREST,
+        "lanczos": Image.Resampling.LANCZOS,
+    }[config.get("interpolation", "bilinear")]
+    short_target = int(round(size / float(config.get("crop_pct", 0.875))))
+    w, h = image.size
+    short, long = (w, h) if w <= h else (h, w)
+    new_short, new_long = short_target, int(short_target * long / short)
+    new_w, new_h = (new_short, new_long) if w <= h else (new_long, new_short)
+    if (new_w, new_h) != (w, h):
+        image = image.resize((new_w, new_h), resample)
+    top = int(round((new_h - size) / 2.0))
+    left = int(round((new_w - size) / 2.0))
+    if top < 0 or left < 0:
+        raise ValueError(f"image of {new_w}x{new_h} after resizing is smaller than {size}")
+    image = image.crop((left, top, left + size, top + size))
+    x = np.asarray(image, dtype=np.uint8).astype(np.float32) / np.float32(255.0)
+    mean = np.asarray(config["mean"], dtype=np.float32)
+    std = np.asarray(config["std"], dtype=np.float32)
+    x = (x - mean) / std
+    return np.ascontiguousarray(x.transpose(2, 0, 1)[None])
+
+
+# -- networks --------------------------------------------------------------------------------
+@dataclass
+class StepState:
+    """What incremental decoding carries between steps: condition keys/values and masks (per
+    layer and memory, flattened as in the manifest) and the past self-attention keys/values."""
+
+    memories: list[np.ndarray]
+    past: list[np.ndarray]
+    length: int = 0
+
+    def reorder(self, rows: Sequence[int] | np.ndarray) -> None:
+        """Keep rows ``rows`` of the word caches (beam search moves hypotheses)."""
+        index = np.asarray(rows, dtype=np.int64)
+        self.past = [p[index] for p in self.past]
+
+    def repeat(self, n: int) -> None:
+        """Give every row ``n`` copies (one per beam)."""
+        self.memories = [np.repeat(m, n, axis=0) for m in self.memories]
+        self.past = [np.repeat(p, n, axis=0) for p in self.past]
+
+
+class OrtNetworks:
+    """ONNX Runtime sessions of the exported image model, decoder init and decoder step."""
+
+    def __init__(
+        self, files: Mapping[str, bytes], manifest: Mapping[str, Any], threads: int | None = None
+    ) -> None:
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        if threads is not None:
+            options.intra_op_num_threads = int(threads)
+            options.inter_op_num_threads = 1
+        options.log_severity_level = 3
+        providers = ["CPUExecutionProvider"]
+        self.manifest = dict(manifest)
+        self.sessions = {
+            name: ort.InferenceSession(files[name], options, providers=providers)
+            for name in ONNX_FILES
+        }
+        self.memory_names: list[str] = list(manifest["memory_names"])
+        self.past_names: list[str] = list(manifest["past_names"])
+        self.init_inputs: list[str] = list(manifest["decoder_init_inputs"])
+        self.num_heads = int(manifest["num_heads"])
+        self.head_dim = int(manifest["head_dim"])
+
+    def image(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(B, 3, S, S) -> feature map, ingredient probabilities, predicted multi-hot set."""
+        fmap, probs, pred = self.sessions[IMAGE_MODEL].run(None, {"images": images})
+        return fmap, probs, pred
+
+    def start(self, feature_map: np.ndarray | None, ingredient_ids: np.ndarray | None) -> StepState:
+        given = {"feature_map": feature_map, "ingredient_ids": ingredient_ids}
+        feeds = {}
+        for name in self.init_inputs:
+            if given[name] is None:
+                raise ValueError(f"this decoder is conditioned on {name}; pass it")
+            feeds[name] = given[name]
+        memories = self.sessions[DECODER_INIT].run(None, feeds)
+        batch = memories[0].shape[0]
+        empty = np.zeros((batch, self.num_heads, 0, self.head_dim), dtype=np.float32)
+        return StepState(list(memories), [empty] * len(self.past_names))
+
+    def step(self, state: StepState, tokens: np.ndarray) -> np.ndarray:
+        """Feed one word per row (B, 1); returns next-word logits (B, V), advances ``state``."""
+        feeds = {"tokens": tokens.astype(np.int64), "position": np.array([state.length], np.int64)}
+        feeds.update(zip(self.memory_names, state.memories))
+        feeds.update(zip(self.past_names, state.past))
+        logits, *presents = self.sessions[DECODER_STEP].run(None, feeds)
+        state.past = presents
+        state.length += 1
+        return logits
+
+
+# -- decoding (NumPy twin of .decoding) ------------------------------------------------------
+@dataclass
+class Special:
+    pad: int
+    bos: int
+    eos: int
+    eoi: int
+
+
+@dataclass
+class NumpyGeneration:
+    """Decoded ids of one recipe (ending with ``eos`` unless ``max_len`` cut it) and its score."""
+
+    tokens: list[int]
+    score: float
+
+
+def _log_softmax(x: np.ndarray) -> np.ndarray:
+    m = np.max(x, axis=-1, keepdims=True)
+    m = np.where(np.isfinite(m), m, 0.0)
+    shifted = x - m
+    return shifted - np.log(np.sum(np.exp(shifted), axis=-1, keepdims=True))
+
+
+class _Guard:
+    """One RuleState per row, applied like ``decoding._Rules`` (penalty on logits, bans and
+    forced words on log-probabilities)."""
+
+    def __init__(
+        self, rules: DecodingRules | None, sp: Special, rows: int, free_ids: Sequence[int] | None
+    ) -> None:
+        self.rules = rules
+        self.eos = sp.eos
+        free = set(free_ids) if free_ids is not None else {sp.pad, sp.bos, sp.eos, sp.eoi}
+        self.states = (
+            [] if rules is None else [RuleState(rules, sp.eoi, sp.eos, free) for _ in range(rows)]
+        )
+
+    def penalise(self, logits: np.ndarray) -> np.ndarray:
+        if self.rules is None or self.rules.repetition_penalty <= 1.0:
+            return logits
+        p = np.float32(self.rules.repetition_penalty)
+        for row, st in enumerate(self.states):
+            ids = list(st.penalised())
+            if ids:
+                v = logits[row, ids]
+                logits[row, ids] = np.where(v > 0, v / p, v * p)
+        return logits
+
+    def restrict(self, logp: np.ndarray) -> np.ndarray:
+        for row, st in enumerate(self.states):
+            if st.ended:
+                continue
+            forced = st.forced()
+            if forced is not None:
+                keep = logp[row, forced]
+                logp[row] = NEG_INF
+                logp[row, forced] = keep if np.isfinite(keep) else 0.0
+                continue
+            banned = st.banned()
+            if banned:
+                logp[row, list(banned)] = NEG_INF
+            if not np.isfinite(logp[row]).any():  # everything banned: end the recipe
+                logp[row, self.eos] = 0.0
+        return logp
+
+    def push(self, words: Sequence[int]) -> None:
+        for st, w in zip(self.states, words):
+            st.push(int(w))
+
+    def reorder(self, rows: Sequence[int]) -> None:
+        if self.states:
+            self.states = [self.states[r].copy() for r in rows]
+
+
+def _restrict(
+    logp: np.ndarray, t: int, min_len: int, sp: Special, banned: Sequence[int]
+) -> np.ndarray:
+    logp[:, [sp.pad, sp.bos, *banned]] = NEG_INF
+    if t < min_len:
+        logp[:, sp.eos] = NEG_INF
+    return logp
+
+
+def _next_logp(
+    nets: OrtNetworks,
+    state: StepState,
+    prev: np.ndarray,
+    guard: _Guard,
+    t: int,
+    min_len: int,
+    sp: Special,
+    banned: Sequence[int],
+) -> np.ndarray:
+    logits = guard.penalise(nets.step(state, prev).astype(np.float32))
+    return guard.restrict(_restrict(_log_softmax(logits), t, min_len, sp, banned))
+
+
+def decode_sequential(
+    nets: OrtNetworks,
+    state: StepState,
+    sp: Special,
+    max_len: int,
+    *,
+    method: str = "greedy",
+    min_len: int = 0,
+    banned: Sequence[int] = (),
+    rules: DecodingRules | None = None,
+    free_ids: Sequence[int] | None = None,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    rng: np.random.Generator | None = None,
+) -> NumpyGeneration:
+    """Greedy (``method="greedy"``) or sampling decoding of one recipe (batch of 1)."""
+    if method == "sample":
+        if temperature <= 0:
+            raise ValueError("temperature must be > 0 (use greedy for temperature 0)")
+        if top_k is not None and top_k < 1:
+            raise ValueError("top_k must be >= 1")
+        rng = rng if rng is not None else np.random.default_rng(0)
+    guard = _Guard(rules, sp, 1, free_ids)
+    prev = np.array([[sp.bos]], dtype=np.int64)
+    tokens: list[int] = []
+    score = 0.0
+    for t in range(max_len):
+        logp = _next_logp(nets, state, prev, guard, t, min_len, sp, banned)
+        if method == "greedy":
+            word = int(np.argmax(logp[0]))
+        else:
+            logits = logp[0] / np.float32(temperature)
+            if top_k is not None and top_k < logits.shape[-1]:
+                kth = np.partition(logits, -top_k)[-top_k]
+                logits = np.where(logits < kth, NEG_INF, logits)
+            probs = np.exp(logits - np.max(logits))
+            word = int(rng.choice(len(probs), p=probs / probs.sum()))
+        score += float(logp[0, word])
+        tokens.append(word)
+        guard.push([word])
+        if word == sp.eos:
+            break
+        prev = np.array([[word]], dtype=np.int64)
+    return NumpyGeneration(tokens, score)
+
+
+def decode_beam(
+    nets: OrtNetworks,
+    state: StepState,
+    sp: Special,
+    max_len: int,
+    *,
+    beam_size: int = 3,
+    length_penalty: float = 0.0,
+    min_len: int = 0,
+    banned: Sequence[int] = (),
+    rules: DecodingRules | None = None,
+    free_ids: Sequence[int] | None = None,
+) -> NumpyGeneration:
+    """Beam search over one recipe, ranked as ``decoding.beam_search`` ranks (same stopping
+    bound, same length normalisation ``score / length ** length_penalty``)."""
+    if beam_size < 1:
+        raise ValueError("beam_size must be >= 1")
+    if length_penalty < 0:
+        raise ValueError("length_penalty must be >= 0")
+    k = beam_size
+    state.repeat(k)
+
+    def normalised(score: float, length: int) -> float:
+        return score / (length**length_penalty) if length_penalty else score
+
+    beam_scores = np.full(k, NEG_INF, dtype=np.float32)
+    beam_scores[0] = 0.0
+    history = np.full((k, max_len), sp.pad, dtype=np.int64)
+    prev = np.full((k, 1), sp.bos, dtype=np.int64)
+    finished: list[tuple[float, list[int]]] = []
+    guard = _Guard(rules, sp, k, free_ids)
+    for t in range(max_len):
+        logp = _next_logp(nets, state, prev, guard, t, min_len, sp, banned)
+        vocab = logp.shape[-1]
+        cand = (beam_scores[:, None] + logp).reshape(-1)
+        n_top = min(2 * k, k * vocab)
+        top_idx = np.argpartition(-cand, n_top - 1)[:n_top]
+        top_idx = top_idx[np.argsort(-cand[top_idx], kind="stable")]
+        new_scores = [NEG_INF] * k
+        new_src = [0] * k
+        new_word = [sp.pad] * k
+        last = t == max_len - 1
+        alive = 0
+        for flat in top_idx.tolist():
+            score = float(cand[flat])
+            if score == NEG_INF:
+                break
+            src, word = divmod(flat, vocab)
+            if word == sp.eos or last:
+                finished.append((normalised(score, t + 1), history[src, :t].tolist() + [word]))
+                continue
+            if alive < k:
+                new_scores[alive], new_src[alive], new_word[alive] = score, src, word
+                alive += 1
+        if alive == 0:
+            break
+        if finished:
+            best_done = max(s for s, _ in finished)
+            bound = normalised(new_scores[0], max_len if length_penalty else t + 1)
+            if best_done >= bound:
+                break
+        state.reorder(new_src)
+        history = history[new_src]
+        history[:, t] = new_word
+        guard.reorder(new_src)
+        guard.push(new_word)
+        beam_scores = np.asarray(new_scores, dtype=np.float32)
+        prev = np.asarray(new_word, dtype=np.int64).reshape(-1, 1)
+    if not finished:
+        raise ValueError("no word may be generated (vocabulary holds only special tokens?)")
+    score, seq = max(finished, key=lambda item: item[0])
+    return NumpyGeneration(seq, score)
+
+
+# -- the card --------------------------------------------------------------------------------
+def detokenize(words: Sequence[str]) -> str:
+    """Join tokens, gluing punctuation to the previous word and capitalising the first letter
+    (as ``bundle.detokenize``)."""
+    out = ""
+    for w in words:
+        if out and w not in {".", ",", ";", ":", "!", "?", ")", "%"} and not out.endswith("("):
+            out += " "
+        out += w
+    return out[:1].upper() + out[1:]
+
+
+def split_recipe(ids: Sequence[int], sp: Special) -> tuple[list[int], list[list[int]]]:
+    """Generated ids -> (title ids, steps), as ``sequences.split_recipe``."""
+    parts: list[list[int]] = [[]]
+    for i in ids:
+        if i == sp.eos:
+            break
+        if i in (sp.pad, sp.bos):
+            continue
+        if i == sp.eoi:
+            parts.append([])
+        else:
+            parts[-1].append(i)
+    return parts[0], [p for p in parts[1:] if p]
+
+
+@dataclass
+class Card:
+    """One recipe card; the same fields and JSON as ``bundle.CookResult``."""
+
+    title: str
+    ingredients: list[dict[str, Any]]
+    instructions: list[str]
+    retrieved: list[dict[str, Any]]
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "title": self.title,
+            "ingredients": self.ingredients,
+            "instructions": self.instructions,
+            "retrieved": self.retrieved,
+        }
+
+
+DECODING_FORMAT_VERSION = 1  # of a bundle's decoding.json (see bundle.load_decoding)
+
+
+def load_bundle_decoding(folder: Path, fallback: Mapping[str, Any]) -> dict[str, Any]:
+    """A bundle's ``decoding.json`` (method, per-method options, rules), else ``fallback``
+    (the settings recorded at export time), as ``bundle.load_decoding`` reads it."""
+    path = folder / "decoding.json"
+    if not path.is_file():
+        return dict(fallback)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise OnnxBundleError(f"{path}: not valid UTF-8 JSON ({exc})") from exc
+    if data.get("format_version") != DECODING_FORMAT_VERSION:
+        raise OnnxBundleError(f"{path}: unknown format {data.get('format_version')}")
+    return data
+
+
+def load_card_retriever() -> Any:
+    """The shipped real-recipe retriever (:mod:`beyondvis.recipes.card_retrieval`), or None
+    when its assets are not installed (as ``bundle.load_card_retriever``)."""
+    try:
+        from beyondvis.recipes.card_retrieval import (
+            MANIFEST,
+            PACKAGE_ASSETS,
+            RecipeRetriever,
+            RetrievalAssetError,
+        )
+    except ImportError:
+        return None
+    if not (PACKAGE_ASSETS / MANIFEST).is_file():
+        return None
+    try:
+        return RecipeRetriever.load(PACKAGE_ASSETS)
+    except RetrievalAssetError as exc:
+        raise OnnxBundleError(str(exc)) from exc
+
+
+class OrtCookModel:
+    """Photo -> ingredients -> title + steps -> closest real recipes, on ONNX Runtime.
+
+    Mirrors ``bundle.CookModel`` step by step (same decoding settings from ``decoding.json``,
+    same card ingredient order, same retrieval); ``threads`` sets ONNX Runtime's intra-op
+    threads (None: its default, one per core). Raises :class:`OnnxBundleError` when the bundle
+    has no usable export (callers then fall back to the PyTorch ``CookModel``).
+    """
+
+    runtime = "onnxruntime"
+
+    def __init__(self, folder: str | Path = PACKAGE_BUNDLE, threads: int | None = None) -> None:
+        folder = Path(folder)
+        missing = [n for n in BUNDLE_FILES if not (folder / n).is_file()]
+        if missing:
+            raise OnnxBundleError(f"{folder}: model bundle lacks {missing}")
+        manifest, files = read_onnx_bundle(folder)
+        self.folder = folder
+        self.manifest = manifest
+        try:
+            self.nets = OrtNetworks(files, manifest, threads)
+        except Exception as exc:  # onnxruntime missing or a file it cannot load
+            raise OnnxBundleError(f"{folder}: ONNX Runtime cannot load the export ({exc})") from exc
+        self.image_size = int(manifest["image_size"])
+        self.preprocess_config = manifest["preprocess"]
+        cfg = manifest["decoder_config"]
+        self.special = Special(**{k: int(cfg["special"][k]) for k in ("pad", "bos", "eos", "eoi")})
+        self.conditions = tuple(cfg["conditions"])
+        self.ingredient_pad_id = int(cfg["ingredient_pad_id"])
+        self.max_len = int(cfg["max_len"])
+        ingredients_meta = json.loads((folder / "ingredients.json").read_text(encoding="utf-8"))
+        self.ingredient_names: list[str] = ingredients_meta["names"]
+        self.staples = set(ingredients_meta.get("staples") or manifest.get("staples") or ())
+        self.itos: list[str] = json.loads((folder / "words.json").read_text(encoding="utf-8"))[
+            "itos"
+        ]
+        self.unk_id = self.itos.index("<unk>") if "<unk>" in self.itos else None
+        self.free_ids = sorted(free_token_ids(self.itos))
+        self.decoding = load_bundle_decoding(folder, manifest.get("decoding") or {})
+        self.rules = DecodingRules(**self.decoding.get("rules", {}))
+        meta = json.loads((folder / "retrieval.json").read_text(encoding="utf-8"))
+        self.retrieval_ids: list[str] = meta["ids"]
+        self.retrieval_titles: list[str] = meta["titles"]
+        self._build_retrieval(np.load(folder / "retrieval_ingredients.npy", allow_pickle=False))
+        self.card_retriever = load_card_retriever()  # None: ingredient-only fallback
+        self.retrieve_k = 3  # default number of real recipes on the card
+
+    @property
+    def default_decode(self) -> str:
+        return str(self.decoding.get("method", "greedy"))
+
+    # -- steps of the card ------------------------------------------------------------------
+    def features(self, image: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """PIL image -> feature map (1, C, h, w), probabilities (N,), multi-hot set (N,)."""
+        x = preprocess(image, self.image_size, self.preprocess_config)
+        fmap, probs, pred = self.nets.image(x)
+        return fmap, probs[0], pred[0]
+
+    def ingredients(self, probs: np.ndarray, pred: np.ndarray) -> list[int]:
+        """Predicted ingredient ids, most probable first (as ``CookModel.ingredients``)."""
+        labels = np.nonzero(pred)[0].tolist()
+        return sorted(labels, key=lambda i: -probs[i])
+
+    def card_ingredients(self, labels: Sequence[int], probs: np.ndarray) -> list[dict[str, Any]]:
+        """Distinctive ingredients first, then the staples, each by probability (as
+        ``CookModel.card_ingredients``)."""
+        rows = [
+            {
+                "name": self.ingredient_names[i].replace("_", " "),
+                "prob": round(float(probs[i]), 4),
+                "staple": self.ingredient_names[i] in self.staples,
+            }
+            for i in labels
+        ]
+        return sorted(rows, key=lambda r: (r["staple"], -r["prob"]))
+
+    def _build_retrieval(self, ids: np.ndarray) -> None:
+        n = len(self.ingredient_names)
+        rows, cols = np.nonzero(ids >= 0)
+        matrix = np.zeros((ids.shape[0], n), dtype=np.float32)
+        matrix[rows, ids[rows, cols]] = 1.0
+        df = matrix.sum(0)
+        self.idf = np.log((1 + ids.shape[0]) / (1 + df)).astype(np.float32) + 1.0
+        weighted = matrix * self.idf
+        norms = np.linalg.norm(weighted, axis=1, keepdims=True)
+        self.retrieval_matrix = weighted / np.maximum(norms, 1e-8)
+
+    def retrieve(
+        self, probs: np.ndarray, k: int | None = None, feature_map: np.ndarray | None = None
+    ) -> list[dict[str, Any]]:
+        """The ``k`` (default ``retrieve_k``) closest real recipes (as ``CookModel.retrieve``):
+        by photo embedding + ingredients with the real-recipe assets, else by ingredients."""
+        k = self.retrieve_k if k is None else k
+        if self.card_retriever is not None:
+            pooled = None if feature_map is None else feature_map[0].mean(axis=(1, 2))
+            return self.card_retriever.search(pooled, probs, self.ingredient_names, k)
+        query = probs.astype(np.float32) * self.idf
+        query /= max(float(np.linalg.norm(query)), 1e-8)
+        scores = self.retrieval_matrix @ query
+        top = np.argsort(-scores, kind="stable")[:k]
+        return [
+            {
+                "id": self.retrieval_ids[i],
+                "title": self.retrieval_titles[i],
+                "score": round(float(scores[i]), 4),
+            }
+            for i in top
+        ]
+
+    def decode(
+        self, fmap: np.ndarray, labels: Sequence[int], method: str, **options: Any
+    ) -> NumpyGeneration:
+        """Decode the recipe; ``options`` are the method's (see :func:`decode_sequential`,
+        :func:`decode_beam`) plus ``max_len``."""
+        ingr = None
+        if "ingredients" in self.conditions:
+            ingr = np.full((1, max(1, len(labels))), self.ingredient_pad_id, dtype=np.int64)
+            ingr[0, : len(labels)] = labels
+        state = self.nets.start(fmap if "image" in self.conditions else None, ingr)
+        max_len = options.pop("max_len", None)
+        max_len = self.max_len if max_len is None else int(max_len)
+        if not 1 <= max_len <= self.max_len:
+            raise ValueError(f"max_len must be in [1, {self.max_len}], got {max_len}")
+        if method == "beam":
+            return decode_beam(self.nets, state, self.special, max_len, **options)
+        if method in ("greedy", "sample"):
+            return decode_sequential(
+                self.nets, state, self.special, max_len, method=method, **options
+            )
+        raise ValueError(f"unknown decoding method {method!r} (greedy, beam, sample)")
+
+    def cook(self, image: Any, decode: str | None = None, *, seed: int = 0, **options: Any) -> Card:
+        """One card. ``decode``: greedy, beam or sample (default: the bundle's choice, see
+        ``decoding.json``); ``options`` override that method's options, ``rules`` (a
+        :class:`DecodingRules`) the anti-repetition rules; ``seed`` seeds sampling (NumPy's
+        generator, so samples differ from the PyTorch path's)."""
+        t0 = time.perf_counter()
+        fmap, probs, pred = self.features(image)
+        t1 = time.perf_counter()
+        labels = self.ingredients(probs, pred)
+        t2 = time.perf_counter()
+        decode = decode or self.default_decode
+        if self.unk_id is not None:
+            options.setdefault("banned", [self.unk_id])
+        for key, value in self.decoding.get("options", {}).get(decode, {}).items():
+            options.setdefault(key, value)
+        options.setdefault("rules", self.rules)
+        options.setdefault("free_ids", self.free_ids)
+        if decode == "sample":
+            options.setdefault("rng", np.random.default_rng(seed))
+        gen = self.decode(fmap, labels, decode, **options)
+        t3 = time.perf_counter()
+        title_ids, steps = split_recipe(gen.tokens, self.special)
+        card = Card(
+            title=detokenize([self.itos[i] for i in title_ids]) or "Untitled",
+            ingredients=self.card_ingredients(labels, probs),
+            instructions=[detokenize([self.itos[i] for i in s]) for s in steps],
+            retrieved=self.retrieve(probs, feature_map=fmap),
+            timings={"features": t1 - t0, "ingredients": t2 - t1, "decode": t3 - t2},
+        )
+        card.timings["retrieval"] = time.perf_counter() - t3
+        return card
+
+
+__all__ = [
+    "Card",
+    "OnnxBundleError",
+    "OrtCookModel",
+    "OrtNetworks",
+    "decode_beam",
+    "decode_sequential",
+    "has_onnx",
+    "load_card_retriever",
+    "preprocess",
+    "read_onnx_bundle",
+]
