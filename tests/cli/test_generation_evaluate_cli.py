@@ -13,18 +13,23 @@ from beyondvis.recipes.generation.evaluate import EVAL_FORMAT
 
 
 @pytest.fixture(scope="module")
-def _one_model():
-    """Load the shipped bundle once for the module (each CLI call would load it again)."""
-    from beyondvis.recipes.generation.bundle import CookModel
-
-    return CookModel(device="cpu")
+def _models():
+    """Each runtime's shipped model, loaded once for the module (every CLI call would load it)."""
+    return {}
 
 
 @pytest.fixture(autouse=True)
-def _reuse_model(_one_model, monkeypatch):
-    from beyondvis.recipes.generation import bundle
+def _reuse_models(_models, monkeypatch):
+    from beyondvis.recipes.generation import evaluate
 
-    monkeypatch.setattr(bundle, "CookModel", lambda folder, device: _one_model)
+    load = evaluate.load_model
+
+    def cached(folder, runtime="auto", device="auto", threads=None):
+        if runtime not in _models:
+            _models[runtime] = load(folder, runtime, device, threads)
+        return _models[runtime]
+
+    monkeypatch.setattr(evaluate, "load_model", cached)
 
 
 def _jpeg(path, seed):
@@ -93,7 +98,7 @@ def _run(capsys, *argv):
     # Greedy: these tests check the evaluation, not the decoder; beam on noise photos is slow.
     if "--decode" not in argv:
         argv = (*argv, "--decode", "greedy")
-    code = main(["generation", "evaluate", *argv, "--device", "cpu", "--threads", "1"])
+    code = main(["generation", "evaluate", *argv, "--threads", "1"])
     out = capsys.readouterr()
     return code, out.out, out.err
 
@@ -145,8 +150,29 @@ def test_recipe1m_folder_json_scores_ingredients(recipe1m, capsys):
     assert report["titles"]["names_dish"] is None
 
 
+def test_recipe1m_folder_on_pytorch(recipe1m, capsys):
+    code, out, _ = _run(
+        capsys,
+        "--root",
+        str(recipe1m),
+        "--json",
+        "--runtime",
+        "torch",
+        "--device",
+        "cpu",
+        "--limit",
+        "1",
+    )
+    assert code == 0
+    report = json.loads(out)
+    assert report["runtime"] == "torch" and report["cards"] == 1
+    assert report["ingredients"]["cards"] == 1
+
+
 def test_bad_folder_is_a_one_line_error(tmp_path, capsys):
     code, _, err = _run(capsys, "--root", str(tmp_path))
     assert code == 1 and err.startswith("error: ") and "--layout" in err
     code, _, err = _run(capsys, "--root", str(tmp_path / "nope"))
     assert code == 1 and "no such folder" in err
+    code, _, err = _run(capsys, "--root", str(tmp_path), "--limit", "0")
+    assert code == 1 and "--limit must be >= 1" in err

@@ -135,7 +135,19 @@ def _register_evaluate(sub: argparse._SubParsersAction) -> None:
         default=None,
         help="also write every card as JSON Lines to this file (default: no)",
     )
-    evaluate.add_argument("--threads", type=int, default=2, help="torch CPU threads (default: 2)")
+    evaluate.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="CPU threads for ONNX Runtime / PyTorch (default: the runtime's own)",
+    )
+    evaluate.add_argument(
+        "--runtime",
+        choices=["auto", "onnxruntime", "torch"],
+        default="auto",
+        help="as for cook: auto = ONNX Runtime on the CPU when the bundle ships its export, "
+        "else PyTorch (default: auto)",
+    )
     add_device_argument(evaluate)
     evaluate.set_defaults(func=run_evaluate)
 
@@ -205,14 +217,13 @@ def run_evaluate(args: argparse.Namespace) -> int:
     import dataclasses
     import sys
 
-    import torch
-
-    from beyondvis.device import resolve_device
-    from beyondvis.recipes.generation.bundle import BundleError
     from beyondvis.recipes.generation.evaluate import EvaluateError, evaluate_folder, format_report
     from beyondvis.utils import atomic_write
 
-    torch.set_num_threads(max(1, args.threads))
+    if args.threads is not None and args.threads < 1:
+        raise CLIError(f"--threads must be >= 1, got {args.threads}")
+    if args.limit is not None and args.limit < 1:
+        raise CLIError(f"--limit must be >= 1, got {args.limit}")
     staples = [s.strip() for s in args.staples.split(",") if s.strip()] if args.staples else None
     cards: list = []
     try:
@@ -223,12 +234,14 @@ def run_evaluate(args: argparse.Namespace) -> int:
             limit=args.limit,
             decode=args.decode,
             model_folder=args.model,
-            device=str(resolve_device(args.device)),
+            device=args.device,
             staples=staples,
             seed=args.seed,
             cards_out=cards,
+            runtime=args.runtime,
+            threads=args.threads,
         )
-    except (EvaluateError, BundleError) as exc:
+    except EvaluateError as exc:
         raise CLIError(str(exc)) from exc
     if args.cards:
         with atomic_write(args.cards, mode="w") as fh:

@@ -409,6 +409,48 @@ def _default_decoding(model: Any) -> str:
     return f"default ({method})" if method else "default"
 
 
+RUNTIMES = ("auto", "onnxruntime", "torch")
+
+
+def load_model(
+    folder: str | os.PathLike,
+    runtime: str = "auto",
+    device: str = "auto",
+    threads: int | None = None,
+) -> tuple[Any, str]:
+    """``(model, runtime name)``: the card's model as ``beyondvis cook`` runs it. ``auto`` takes
+    ONNX Runtime when the bundle ships a usable ONNX export and ``device`` is auto/cpu, else
+    PyTorch's :class:`CookModel` (with a warning on stderr when the export is unusable)."""
+    from beyondvis.recipes.generation.onnx_cook import OnnxBundleError, has_onnx
+
+    if runtime not in RUNTIMES:
+        raise EvaluateError(f"unknown runtime {runtime!r} (choose from {', '.join(RUNTIMES)})")
+    if runtime == "onnxruntime" and device not in ("auto", "cpu"):
+        raise EvaluateError(f"runtime onnxruntime runs on the CPU, not on {device}")
+    if runtime == "onnxruntime" or (
+        runtime == "auto" and device in ("auto", "cpu") and has_onnx(folder)
+    ):
+        from beyondvis.recipes.generation.onnx_cook import OrtCookModel
+
+        try:
+            return OrtCookModel(folder, threads=threads), "onnxruntime"
+        except OnnxBundleError as exc:
+            if runtime == "onnxruntime":
+                raise EvaluateError(str(exc)) from exc
+            print(f"warning: {exc}; cooking with PyTorch", file=sys.stderr)
+    import torch
+
+    from beyondvis.device import resolve_device
+    from beyondvis.recipes.generation.bundle import BundleError, CookModel
+
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        return CookModel(folder, device=str(resolve_device(device))), "torch"
+    except (BundleError, ValueError) as exc:
+        raise EvaluateError(str(exc)) from exc
+
+
 def evaluate_folder(
     root: str | os.PathLike,
     layout: str | None = None,
@@ -416,25 +458,23 @@ def evaluate_folder(
     limit: int | None = None,
     decode: str | None = None,
     model_folder: str | os.PathLike | None = None,
-    device: str = "cpu",
+    device: str = "auto",
     staples: Sequence[str] | None = None,
     seed: int = 0,
     progress: bool | None = None,
     cards_out: list[Card] | None = None,
-    model: Any = None,
+    runtime: str = "auto",
+    threads: int | None = None,
 ) -> dict[str, Any]:
     """Make a card for every photo of ``split`` (at most ``limit``) and score them.
 
     Photos that cannot be loaded are reported in ``"skipped"`` and left out. ``decode=None`` uses
-    the card's own default decoding. ``model``: an already loaded :class:`CookModel` of
-    ``model_folder`` (saves loading it again). Returns the JSON report (shape in
-    docs/recipes-generation.md, "Evaluating cards on any folder"); the cards themselves are
-    appended to ``cards_out`` when given.
+    the card's own default decoding; ``runtime``/``device``/``threads`` as for ``beyondvis
+    cook`` (:func:`load_model`). Returns the JSON report (shape in docs/recipes-generation.md,
+    "Evaluating cards on any folder"); the cards themselves are appended to ``cards_out``.
     """
-    import torch
-
     from beyondvis.io import ImageLoadError, load_image
-    from beyondvis.recipes.generation.bundle import PACKAGE_BUNDLE, CookModel
+    from beyondvis.recipes.generation.onnx_cook import PACKAGE_BUNDLE
 
     layout, photos, skipped = list_photos(root, layout, split)
     photos = interleave(photos)
@@ -444,8 +484,7 @@ def evaluate_folder(
         raise EvaluateError(f"{root}: no photos in split {split!r}")
     folder = Path(model_folder) if model_folder else PACKAGE_BUNDLE
     t0 = time.perf_counter()
-    if model is None:
-        model = CookModel(folder, device)
+    model, runtime_name = load_model(folder, runtime, device, threads)
     load_seconds = time.perf_counter() - t0
     vocab = load_vocabulary(folder)
     if staples is not None:
@@ -456,7 +495,12 @@ def evaluate_folder(
     matcher = IngredientMatcher(list(vocab.names))
     options: dict[str, Any] = {}
     if decode == "sample":
-        options["generator"] = torch.Generator(device=model.device).manual_seed(seed)
+        if runtime_name == "torch":
+            import torch
+
+            options["generator"] = torch.Generator(device=model.device).manual_seed(seed)
+        else:
+            options["seed"] = seed
     show = sys.stderr.isatty() if progress is None else progress
     from tqdm.auto import tqdm
 
@@ -494,7 +538,8 @@ def evaluate_folder(
         "split": split,
         "bundle": str(folder.resolve()),
         "decode": decode or _default_decoding(model),
-        "device": str(model.device),
+        "runtime": runtime_name,
+        "device": str(getattr(model, "device", "cpu")),
         "photos": len(photos),
         "skipped": skipped,
         "staples": {"source": staple_source, "names": staple_names},
@@ -515,7 +560,8 @@ def format_report(report: dict[str, Any]) -> str:
     """The on-screen table of :func:`evaluate_folder`'s report."""
     lines = [
         f"{report['layout']} {report['split']} at {report['root']}",
-        f"bundle {report['bundle']}, decoding {report['decode']}, {report['cards']} cards"
+        f"bundle {report['bundle']} on {report.get('runtime', '?')}, decoding {report['decode']},"
+        f" {report['cards']} cards"
         f" ({len(report['skipped'])} items skipped)",
         "",
     ]
