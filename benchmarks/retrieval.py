@@ -1,20 +1,29 @@
-"""Speed and memory of BLCF inverted-index search vs FAISS flat search over dense descriptors.
+"""Indexing throughput and search speed/memory of BLCF at the default settings.
 
-For 10k / 100k / 1M indexed images it prints index bytes per image and single-query latency
-(median, p95) of (a) the BLCF inverted index (``beyondvis.retrieval.inverted.InvertedIndex``)
-and (b) exact inner-product search with FAISS ``IndexFlatIP`` over 512-D float32 descriptors,
-both on ONE core, and their ratio. The dense side is also timed as a plain BLAS matrix-vector
-product (numpy), and the speed-up is taken against the faster of the two dense searches.
+Part 1, ``index build`` throughput on real photos (``--photos``, default the 500-768 px photos
+of ``$BEYONDVIS_DATA/recipe1m_mini``): the time of every stage per photo run one after the other
+(decode, resize + normalise, backbone, PCA + word assignment) and the end-to-end images/s of
+``BLCFIndex.add`` with the stages overlapped (decoding threads, assignment thread) next to the
+same photos encoded strictly one stage after the other, with the shipped codebook and the
+default ``IndexConfig``. One torch and one FAISS thread: the pipeline's gain comes from
+overlapping stages on two cores, not from wider thread pools.
+
+Part 2, search speed and memory for 10k / 100k / 1M indexed images: bytes of postings per
+image and single-query latency (median, p95) of (a) the BLCF inverted index (the filtering
+stage of ``BLCFIndex.search``) and (b) exact inner-product search with FAISS ``IndexFlatIP``
+over 512-D float32 descriptors, on ONE core, and their ratio. The dense side is also timed as a
+plain BLAS matrix-vector product (numpy), and the speed-up is taken against the faster of the
+two dense searches.
 
 Collections larger than what can be extracted here are synthetic, but with the real sparsity
-of assignment maps: ``--index`` points at a real BLCF index (``beyondvis index build``) from
-which we measure the document frequency of every visual word and the term-frequency
-histogram. Synthetic posting lists draw each word's length from Binomial(N, df_w / N_real),
-so the number of distinct words per image and the length of the posting lists a query touches
-are those of the real index. Queries are the real BoWs of the indexed images: global (GS) and
-local (LS, a box of a quarter of the map's area).
+of assignment maps: the index built in part 1 (or ``--index``, any BLCF index) gives the
+document frequency of every visual word and the term-frequency histogram. Synthetic posting
+lists draw each word's length from Binomial(N, df_w / N_real), so the number of distinct words
+per image and the length of the posting lists a query touches are those of the real index.
+Queries are the real BoWs of the indexed images: global (GS) and local (LS, a box of a quarter
+of the map's area).
 
-    python benchmarks/retrieval.py --index runs/speed-index [--sizes 10000,100000,1000000]
+    python benchmarks/retrieval.py [--photos DIR] [--encode 60] [--sizes 10000,100000,1000000]
 """
 
 from __future__ import annotations
@@ -23,6 +32,7 @@ import argparse
 import os
 import sys
 import time
+from pathlib import Path
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
@@ -83,51 +93,100 @@ def timed(fn, queries, repeats: int = 1) -> np.ndarray:
     return np.array(times) * 1000.0
 
 
-def encoding_breakdown(index: BLCFIndex, n_photos: int, nprobe: int) -> None:
-    """Per-photo time of each indexing step on real photos of the index, one core."""
-    from beyondvis.io import load_image
-    from beyondvis.retrieval.codebook import Codebook
-    from beyondvis.retrieval.features import LocalFeatureExtractor
+def real_photos(folder: Path, n: int, min_side: int = 500) -> list[Path]:
+    """The first ``n`` photos of ``folder`` whose long side is at least ``min_side`` px."""
+    from PIL import Image
 
-    extractor = LocalFeatureExtractor(index.config.features)
-    exact = Codebook(index.model.codebook.centroids)
-    approx = Codebook(index.model.codebook.centroids, nprobe)
-    times = {"backbone": [], "pca": [], "assign exact": [], f"assign IVF nprobe={nprobe}": []}
-    agree, cells = [], []
-    for path in index.paths[:n_photos]:
+    from beyondvis.io import iter_image_paths
+
+    out = []
+    for p in iter_image_paths(folder):
+        with Image.open(p) as im:
+            if max(im.size) >= min_side:
+                out.append(p)
+        if len(out) == n:
+            break
+    return out
+
+
+def build_throughput(photos: list[Path], workers: int) -> BLCFIndex:
+    """Per-stage times and end-to-end images/s of indexing ``photos`` (shipped codebook)."""
+    from PIL import Image
+
+    from beyondvis.io import load_image
+
+    index = BLCFIndex.pretrained()
+    extractor = index.extractor
+    encoder = index.model.encoder(extractor)
+    index.add(photos[:2], workers=0)  # warm up: first-call allocations, lazy imports
+    index = BLCFIndex.pretrained()
+    index._extractor = extractor
+    names = ("decode", "resize + normalise", "backbone", "PCA + assignment")
+    wall = {k: [] for k in names}
+    cpu = {k: [] for k in names}  # CPU time of this thread: what the stage costs, whatever the load
+    sides = []
+    clock = (time.perf_counter, time.thread_time)
+    t_seq, c_seq = time.perf_counter(), time.process_time()
+    for path in photos:
+        marks = [(clock[0](), clock[1]())]
         image = load_image(path)
-        t0 = time.perf_counter()
-        f = extractor(image)
-        t1 = time.perf_counter()
-        x = index.model.pca(f.reshape(-1, f.shape[-1]))
-        t2 = time.perf_counter()
-        a = exact.assign(x)
-        t3 = time.perf_counter()
-        b = approx.assign(x)
-        t4 = time.perf_counter()
-        for key, dt in zip(times, (t1 - t0, t2 - t1, t3 - t2, t4 - t3)):
-            times[key].append(dt * 1000)
-        agree.append(float((a == b).mean()))
-        cells.append(f.shape[0] * f.shape[1])
+        marks.append((clock[0](), clock[1]()))
+        x = extractor.prepare(image)
+        marks.append((clock[0](), clock[1]()))
+        f = extractor.features(x)
+        marks.append((clock[0](), clock[1]()))
+        encoder.encode_features(f)
+        marks.append((clock[0](), clock[1]()))
+        for k, key in enumerate(names):
+            wall[key].append((marks[k + 1][0] - marks[k][0]) * 1000)
+            cpu[key].append((marks[k + 1][1] - marks[k][1]) * 1000)
+        sides.append(max(image.size))
+    t_seq, c_seq = time.perf_counter() - t_seq, time.process_time() - c_seq
+    t0, c0 = time.perf_counter(), time.process_time()
+    index.add(photos, workers=workers)
+    t_pipe, c_pipe = time.perf_counter() - t0, time.process_time() - c0
+    cfg = index.config.features
+    with Image.open(photos[0]) as im:
+        size_in = extractor.input_size(im.size)
     print(
-        f"\nindexing cost per photo ({n_photos} photos, {np.mean(cells):.0f} cells/map, "
-        f"{exact.size} words, one core):"
+        f"index build throughput: {len(photos)} real photos (long side {min(sides)}-{max(sides)} px"
+        f", median {int(np.median(sides))}), default config: {cfg.backbone} level {cfg.level}, "
+        f"long side capped at {cfg.max_side} px (e.g. {size_in[0]}x{size_in[1]}), "
+        f"upsample={cfg.upsample}, shipped codebook of {index.model.codebook.size} words, "
+        f"assign_nprobe={index.config.assign_nprobe}; 1 torch + 1 FAISS thread; "
+        f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} (other jobs share them)"
     )
-    for key, vals in times.items():
-        print(f"  {key:<24} {np.median(vals):8.1f} ms")
-    print(f"  IVF assignment agrees with exact on {100 * np.mean(agree):.1f}% of cells")
+    print(f"  {'stage':<20} {'CPU ms/img':>10} {'wall ms/img':>11}")
+    for key in names:
+        print(f"  {key:<20} {np.mean(cpu[key]):>10.1f} {np.mean(wall[key]):>11.1f}")
+    print(
+        f"  {'sum of stages':<20} {sum(np.mean(v) for v in cpu.values()):>10.1f} "
+        f"{sum(np.mean(v) for v in wall.values()):>11.1f}"
+    )
+    n = len(photos)
+    print(
+        f"  one stage after the other: {n / t_seq:6.1f} images/s wall, "
+        f"{1000 * c_seq / n:6.1f} CPU ms/img"
+    )
+    print(
+        f"  overlapped (BLCFIndex.add, {workers} decode threads + assignment thread): "
+        f"{n / t_pipe:6.1f} images/s wall ({t_seq / t_pipe:.2f}x), {1000 * c_pipe / n:6.1f} "
+        f"CPU ms/img, {c_pipe / t_pipe:.2f} cores busy on average"
+    )
+    return index
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--index", required=True, help="a real BLCF index (sparsity source)")
+    ap.add_argument("--photos", help="real photos for part 1 (default: recipe1m_mini images)")
+    ap.add_argument("--encode", type=int, default=60, help="photos encoded in part 1 (0: skip)")
+    ap.add_argument("--workers", type=int, default=2, help="decode threads in part 1")
+    ap.add_argument("--index", help="a BLCF index as sparsity source instead of part 1's")
     ap.add_argument("--sizes", default="10000,100000,1000000")
     ap.add_argument("--queries", type=int, default=30)
     ap.add_argument("--dim", type=int, default=512)
     ap.add_argument("--top", type=int, default=100)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--encode", type=int, default=10, help="photos for the indexing breakdown")
-    ap.add_argument("--nprobe", type=int, default=8)
     args = ap.parse_args(argv)
     faiss.omp_set_num_threads(1)
     try:
@@ -136,12 +195,39 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(1)
     except ImportError:
         pass
-    index = BLCFIndex.load(args.index)
+    index = None
+    if args.encode:
+        folder = args.photos
+        if folder is None:
+            from beyondvis.utils import shared_data_root
+
+            root = shared_data_root()
+            if root is None:
+                print("no --photos and BEYONDVIS_DATA unset: set one of them", file=sys.stderr)
+                return 2
+            folder = Path(root) / "recipe1m_mini" / "images"
+        photos = real_photos(Path(folder), args.encode)
+        if not photos:
+            print(f"no photo of 500 px or more under {folder}", file=sys.stderr)
+            return 2
+        index = build_throughput(photos, args.workers)
+        print()
+    if args.index:
+        index = BLCFIndex.load(args.index)
+    if index is None:
+        print("nothing to measure search on: give --index or --encode > 0", file=sys.stderr)
+        return 2
+    search_table(index, args)
+    return 0
+
+
+def search_table(index: BLCFIndex, args) -> None:
     stats = measure(index, args.queries, args.seed)
     rng = np.random.default_rng(args.seed)
     q_nnz = {k: np.mean([np.count_nonzero(v) for v in vs]) for k, vs in stats["queries"].items()}
+    source = args.index or f"the {stats['n_real']} photos of part 1"
     print(
-        f"sparsity source: {args.index} ({stats['n_real']} real images, {stats['vocab']} words, "
+        f"search: sparsity of {source} ({stats['vocab']} words, "
         f"{stats['cells_per_image'].mean():.0f} cells/map, "
         f"{stats['nnz_per_image'].mean():.0f} distinct words/image, "
         f"query words GS {q_nnz['GS']:.0f} / LS {q_nnz['LS']:.0f}); one core, "
@@ -156,14 +242,14 @@ def main(argv: list[str] | None = None) -> int:
     print("-" * len(header))
     for n in [int(s) for s in args.sizes.split(",")]:
         postings = synthetic_postings(stats, n, rng)
-        inv = InvertedIndex.__new__(InvertedIndex)  # skip idf/norm recomputation from real tf
-        inv.postings, inv.tfidf = postings, True
         with np.errstate(divide="ignore"):
-            inv.idf = np.where(stats["df_frac"] > 0, -np.log(stats["df_frac"]), 0).astype(
-                np.float32
-            )
-        inv.norms = rng.uniform(5, 50, n).astype(np.float32)
-        blcf_bytes = postings.nnz * (postings.data.itemsize + postings.indices.itemsize) / n
+            idf = np.where(stats["df_frac"] > 0, -np.log(stats["df_frac"]), 0)
+        # idf and norms from the real index's statistics, not recomputed from synthetic tf
+        inv = InvertedIndex.from_arrays(
+            postings.indptr, postings.indices, postings.data, n, idf=idf,
+            norms=rng.uniform(5, 50, n),
+        )  # fmt: skip
+        blcf_bytes = inv.nbytes / n
         map_bytes = stats["cells_per_image"].mean() * stats["map_bytes"]
 
         dense = faiss.IndexFlatIP(args.dim)
@@ -207,9 +293,6 @@ def main(argv: list[str] | None = None) -> int:
             )
         del postings, inv, dense, matrix, flat_search, blas_search, blcf_search
         sys.stdout.flush()
-    if args.encode:
-        encoding_breakdown(index, args.encode, args.nprobe)
-    return 0
 
 
 if __name__ == "__main__":

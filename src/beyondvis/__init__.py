@@ -20,6 +20,7 @@ _LAZY = {
     "scan_images": "beyondvis.io",
     "resolve_device": "beyondvis.device",
     "Registry": "beyondvis.registry",
+    "BLCFIndex": "beyondvis.retrieval.index",
 }
 
 __all__ = ["__version__", *_LAZY]

@@ -1,5 +1,4 @@
 import numpy as np
-import pytest
 
 from beyondvis.retrieval.codebook import Codebook
 
@@ -21,8 +20,8 @@ def test_fit_and_assign_maps():
     # nearest centroid, checked by brute force
     d = ((x[:600, None, :] - cb.centroids[None]) ** 2).sum(-1)
     assert np.array_equal(amap.ravel(), d.argmin(1))
-    with pytest.raises(ValueError, match="lower the codebook size"):
-        Codebook.fit(x[:10], 40)
+    # too few features for 40 words: the size is capped (39 features per word), not an error
+    assert Codebook.fit(x[:100], 40, iterations=2).size == 2
 
 
 def test_ivf_assignment_is_close_to_exact():

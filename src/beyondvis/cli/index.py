@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 from dataclasses import asdict
 from pathlib import Path
@@ -13,45 +14,71 @@ import yaml
 from beyondvis.cli.common import CLIError, add_device_argument, print_json
 
 log = logging.getLogger(__name__)
+GRID_MAX = 60  # thumbnails in a --grid, whatever --top says
 
 
 def register(subparsers) -> None:
     p = subparsers.add_parser("index", help="instance search: Bag of Local Convolutional Features")
     sub = p.add_subparsers(dest="index_command", metavar="ACTION")
 
-    b = sub.add_parser("build", help="index a folder of photos (resumes an interrupted build)")
-    b.add_argument("photos", type=Path)
-    b.add_argument("--out", type=Path, required=True)
-    b.add_argument(
+    b = sub.add_parser(
+        "build",
+        help="index a folder of photos with the shipped codebook (resumes an interrupted build)",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    b.add_argument("photos", type=Path, help="folder of photos (searched recursively)")
+    b.add_argument("--out", type=Path, required=True, help="index folder to write")
+    source = b.add_mutually_exclusive_group()
+    source.add_argument(
         "--model", type=Path, help="reuse the codebook of MODEL_DIR or an index (shards)"
+    )
+    source.add_argument(
+        "--fit-codebook",
+        action="store_true",
+        help="fit PCA-whitening + k-means on this collection instead of using the shipped "
+        "generic codebook (minutes to hours; capped to what the features support)",
     )
     b.add_argument("--shard", help="I/N: index only the I-th of N interleaved parts (0-based)")
     _add_config_args(b)
+    _add_workers(b)
     add_device_argument(b)
-    b.set_defaults(func=cmd_build)
+    b.set_defaults(func=_quietly(cmd_build))
 
-    t = sub.add_parser("train", help="fit PCA-whitening + codebook only (for sharded builds)")
-    t.add_argument("photos", type=Path)
-    t.add_argument("--out", type=Path, required=True)
+    t = sub.add_parser(
+        "train",
+        help="fit PCA-whitening + codebook only (for sharded builds, or a new shipped codebook)",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    t.add_argument("photos", type=Path, help="folder of photos (searched recursively)")
+    t.add_argument("--out", type=Path, required=True, help="model folder to write")
+    t.add_argument(
+        "--float16", action="store_true", help="store the model in float16 (as the shipped one)"
+    )
     _add_config_args(t)
+    _add_workers(t)
     add_device_argument(t)
-    t.set_defaults(func=cmd_train)
+    t.set_defaults(func=_quietly(cmd_train))
 
-    a = sub.add_parser("add", help="add new photos to an index without refitting the codebook")
-    a.add_argument("index", type=Path)
-    a.add_argument("photos", type=Path)
+    a = sub.add_parser(
+        "add",
+        help="add new photos to an index without refitting the codebook",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    a.add_argument("index", type=Path, help="index folder")
+    a.add_argument("photos", type=Path, help="folder of photos to add (searched recursively)")
     _add_threads(a)
+    _add_workers(a)
     add_device_argument(a)
-    a.set_defaults(func=cmd_add)
+    a.set_defaults(func=_quietly(cmd_add))
 
     m = sub.add_parser("merge", help="merge shards built with one model into one index")
     m.add_argument("shards", type=Path, nargs="+")
     m.add_argument("--out", type=Path, required=True)
-    m.set_defaults(func=cmd_merge)
+    m.set_defaults(func=_quietly(cmd_merge))
 
     i = sub.add_parser("info", help="show an index's settings and size")
     i.add_argument("index", type=Path)
-    i.set_defaults(func=cmd_info)
+    i.set_defaults(func=_quietly(cmd_info))
 
     e = sub.add_parser(
         "evaluate", help="thesis tables (stages, BoW vs pooling) on an Oxford-format benchmark"
@@ -61,14 +88,25 @@ def register(subparsers) -> None:
     e.add_argument(
         "--tables", default="stages,pooling", help="comma list: stages, pooling, localisation"
     )
+    e.add_argument(
+        "--stages",
+        help="comma list of stage rows to run, e.g. 'GS,LS,GS + R,LS + R' (default: all 12)",
+    )
     e.add_argument("--rerank-top", type=int, default=100)
     e.add_argument("--no-aspect-filter", action="store_true")
     e.add_argument("--no-pyramid", action="store_true")
     e.add_argument("--qe-top", type=int, default=10)
     e.add_argument("--json-out", type=Path, help="also write the numbers as JSON")
+    e.add_argument(
+        "--codebook",
+        choices=["fitted", "generic"],
+        default="fitted",
+        help="fitted: PCA + k-means on the benchmark's database (the thesis protocol); "
+        "generic: the shipped codebook, as `index build` uses by default (default: fitted)",
+    )
     _add_config_args(e)
     add_device_argument(e)
-    e.set_defaults(func=cmd_evaluate)
+    e.set_defaults(func=_quietly(cmd_evaluate))
 
     s = sub.add_parser("search", help="search an index with a query photo")
     s.add_argument("index", type=Path)
@@ -87,13 +125,20 @@ def register(subparsers) -> None:
     s.add_argument("--qe-top", type=int, default=10)
     s.add_argument("--augment", action="store_true", help="add flipped + zoomed-crop views")
     s.add_argument("--backbone", help="fail unless the index was built with this backbone")
-    s.add_argument("--top", type=int, default=20)
+    s.add_argument("--top", type=int, default=20, help="results to return; 0 = the whole ranking")
+    s.add_argument(
+        "--unmatched",
+        action="store_true",
+        help="also return photos sharing no visual word with the query (score 0, unordered)",
+    )
     s.add_argument("--json", action="store_true")
     s.add_argument("--html", type=Path)
-    s.add_argument("--grid", type=Path, help="PNG grid of the top results with boxes")
+    s.add_argument(
+        "--grid", type=Path, help=f"PNG grid of the top results (at most {GRID_MAX}) with boxes"
+    )
     _add_threads(s)
     add_device_argument(s)
-    s.set_defaults(func=cmd_search)
+    s.set_defaults(func=_quietly(cmd_search))
     p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
 
 
@@ -104,6 +149,32 @@ def _add_threads(p: argparse.ArgumentParser) -> None:
         help="CPU threads for the backbone and FAISS (default: library default; use 1 on a "
         "shared machine, where oversubscribed thread pools slow everything down)",
     )
+
+
+def _add_workers(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=2,
+        help="threads decoding and resizing photos ahead of the backbone (0 = none)",
+    )
+
+
+def _quiet(args) -> None:
+    # FAISS logs eight INFO lines about which CPU build it loads on every import; keep them
+    # for -v (they say which SIMD kernels are in use)
+    if not getattr(args, "verbose", False):
+        logging.getLogger("faiss.loader").setLevel(logging.WARNING)
+
+
+def _quietly(handler):
+    """``handler`` with the FAISS loader silenced before any import can load FAISS."""
+
+    def run(args):
+        _quiet(args)
+        return handler(args)
+
+    return run
 
 
 def _set_threads(args) -> None:
@@ -119,16 +190,26 @@ def _set_threads(args) -> None:
 def _add_config_args(p: argparse.ArgumentParser) -> None:
     _add_threads(p)
     p.add_argument("--config", type=Path, help="YAML with IndexConfig fields (configs/retrieval/)")
-    p.add_argument("--backbone")
-    p.add_argument("--level", type=int, help="forward_features level: 3 = stride 16, 4 = stride 32")
-    p.add_argument("--scale", type=float, help="input rescaling factor")
-    p.add_argument("--max-side", type=int)
-    p.add_argument("--no-upsample", action="store_true")
-    p.add_argument("--codebook-size", type=int)
-    p.add_argument("--pca-dim", type=int, help="keep this many whitened dimensions")
-    p.add_argument("--sample-images", type=int)
-    p.add_argument("--no-centre-prior", action="store_true")
-    p.add_argument("--chunk-size", type=int)
+    p.add_argument("--backbone", help="feature network (default: efficientnet_lite0)")
+    p.add_argument(
+        "--level", type=int, help="forward_features level: 3 = stride 16 (default), 4 = stride 32"
+    )
+    p.add_argument("--scale", type=float, help="input rescaling factor (default: 1.0)")
+    p.add_argument(
+        "--max-side", type=int, help="cap on the rescaled long side in pixels (default: 384)"
+    )
+    p.add_argument("--no-upsample", action="store_true", help="do not upsample the feature maps 2x")
+    p.add_argument("--codebook-size", type=int, help="visual words to fit (default: 8192)")
+    p.add_argument("--pca-dim", type=int, help="keep this many whitened dimensions (default: all)")
+    p.add_argument(
+        "--sample-images", type=int, help="photos whose features fit the codebook (default: 500)"
+    )
+    p.add_argument(
+        "--no-centre-prior", action="store_true", help="weight all cells alike in the BoWs"
+    )
+    p.add_argument(
+        "--chunk-size", type=int, help="photos per checkpointed chunk of a build (default: 64)"
+    )
 
 
 def _config(args):
@@ -180,9 +261,20 @@ def _photos(folder: Path) -> list[Path]:
     return paths
 
 
-def _report_skipped(skipped: list[dict]) -> None:
-    for s in skipped:
-        log.warning("skipped %s: %s", s["path"], s["reason"])
+@contextlib.contextmanager
+def _locked(folder: Path):
+    """The index folder's writer lock, its refusal as a one-line error."""
+    from beyondvis.retrieval.index import IndexFormatError, folder_lock
+
+    lock = folder_lock(folder)
+    try:
+        lock.__enter__()
+    except IndexFormatError as exc:
+        raise CLIError(str(exc)) from None
+    try:
+        yield
+    finally:
+        lock.__exit__(None, None, None)
 
 
 def _guard(fn):
@@ -196,73 +288,120 @@ def _guard(fn):
 
 
 def cmd_train(args) -> int:
-    from beyondvis.device import resolve_device
-    from beyondvis.retrieval.features import LocalFeatureExtractor
-    from beyondvis.retrieval.index import fit_model, save_model_only
+    from beyondvis.retrieval.index import BLCFIndex, save_model_only
 
     _set_threads(args)
-
     cfg = _config(args)
     photos = _photos(args.photos)
-    extractor = LocalFeatureExtractor(cfg.features, device=str(resolve_device(args.device)))
-    model = _guard(lambda: fit_model(photos, cfg, extractor))
+    index = BLCFIndex(cfg, device=_device(args))
+    _guard(lambda: index.train(photos, progress=True, workers=args.workers))
+    model = index.model.to_half() if args.float16 else index.model
     save_model_only(args.out, model)
     print(f"model {model.fingerprint()} ({model.codebook.size} words) written to {args.out}")
     return 0
 
 
-def cmd_build(args) -> int:
+def _device(args) -> str:
     from beyondvis.device import resolve_device
-    from beyondvis.retrieval.index import build_index, load_model_only
+
+    return str(resolve_device(args.device))
+
+
+def _check_shipped_overrides(args) -> None:
+    fixed = {
+        "--backbone": args.backbone,
+        "--level": args.level,
+        "--codebook-size": args.codebook_size,
+        "--pca-dim": args.pca_dim,
+        "--sample-images": args.sample_images,
+    }
+    given = [k for k, v in fixed.items() if v is not None]
+    if given:
+        raise CLIError(
+            f"{', '.join(given)} change the codebook: add --fit-codebook to fit one on the "
+            "collection (the shipped codebook is EfficientNet-Lite0 level 3)"
+        )
+
+
+def cmd_build(args) -> int:
+    from beyondvis.retrieval.index import MANIFEST, BLCFIndex, load_model_only
 
     _set_threads(args)
-
     photos = _photos(args.photos)
-    model = None
-    if args.model:
-        model = _guard(lambda: load_model_only(args.model))
-        cfg = model.config
-    else:
-        cfg = _config(args)
+    if (args.out / MANIFEST).exists():
+        raise CLIError(f"{args.out} already holds an index; use `index add` or another --out")
     if args.shard:
         try:
             part, total = (int(v) for v in args.shard.split("/"))
             assert 0 <= part < total
         except (ValueError, AssertionError):
             raise CLIError(f"--shard wants I/N with 0 <= I < N, got {args.shard!r}") from None
-        if model is None:
+        if args.model is None:
             raise CLIError(
                 "a shard must use a shared codebook: fit one with `index train` and pass --model"
             )
         photos = photos[part::total]
-    device = str(resolve_device(args.device))
-    index = _guard(
-        lambda: build_index(photos, args.out, cfg, device=device, model=model, show_progress=True)
+    device = _device(args)
+    if args.model:
+        model = _guard(lambda: load_model_only(args.model))
+        index = BLCFIndex(model=model, device=device)
+    elif args.fit_codebook:
+        index = BLCFIndex(_config(args), device=device)
+    else:
+        _check_shipped_overrides(args)
+        index = _guard(lambda: BLCFIndex.pretrained(config=_config(args), device=device))
+    work = args.out / "work"
+    with _locked(args.out):
+        if not index.is_trained:
+            _guard(lambda: index.train(photos, work_dir=work, progress=True, workers=args.workers))
+        _guard(lambda: index.add(photos, work_dir=work, progress=True, workers=args.workers))
+        index.save(args.out)
+    words = index.model.codebook.size
+    source = index.model.name or "fitted"
+    print(
+        f"indexed {len(index)} image(s) into {args.out} ({source} codebook, {words} words); "
+        f"skipped {len(index.skipped)} unreadable"
     )
-    _report_skipped(index.skipped)
-    print(f"indexed {len(index)} image(s) into {args.out}; skipped {len(index.skipped)} unreadable")
     return 0
 
 
 def cmd_add(args) -> int:
-    from beyondvis.device import resolve_device
-    from beyondvis.retrieval.index import add_to_index
+    from beyondvis.retrieval.index import BLCFIndex
 
     _set_threads(args)
-
     photos = _photos(args.photos)
-    index, added, skipped = _guard(
-        lambda: add_to_index(args.index, photos, device=str(resolve_device(args.device)))
+    index = _guard(lambda: BLCFIndex.load(args.index, device=_device(args)))
+    before = len(index)
+    with _locked(args.index):
+        work = args.index / "work" / "add"
+        skipped = _guard(
+            lambda: index.add(photos, work_dir=work, progress=True, workers=args.workers)
+        )
+        index.save(args.index)
+    print(
+        f"added {len(index) - before} image(s); the index now holds {len(index)}; "
+        f"skipped {len(skipped)} unreadable"
     )
-    _report_skipped(skipped)
-    print(f"added {added} image(s); the index now holds {len(index)}")
     return 0
 
 
 def cmd_merge(args) -> int:
-    from beyondvis.retrieval.index import merge_indexes
+    from beyondvis.retrieval.index import MANIFEST, BLCFIndex
 
-    index = _guard(lambda: merge_indexes(args.shards, args.out))
+    if (args.out / MANIFEST).exists():
+        raise CLIError(f"{args.out} already holds an index; merge into another --out")
+
+    def merge():
+        index = BLCFIndex.load(args.shards[0])
+        for shard in args.shards[1:]:
+            try:
+                index.merge(BLCFIndex.load(shard))
+            except ValueError as exc:
+                raise type(exc)(f"shard {shard}: {exc}") from None
+        index.save(args.out)
+        return index
+
+    index = _guard(merge)
     print(f"merged {len(args.shards)} shard(s): {len(index)} image(s) in {args.out}")
     return 0
 
@@ -286,16 +425,16 @@ def _parse_box(text: str) -> tuple[float, ...]:
 
 
 def cmd_search(args) -> int:
-    from beyondvis.device import resolve_device
     from beyondvis.io import ImageLoadError, load_image
-    from beyondvis.retrieval.engine import QueryEncoder
     from beyondvis.retrieval.index import BLCFIndex
     from beyondvis.retrieval.rerank import RerankConfig
     from beyondvis.retrieval.search import SearchConfig
 
     _set_threads(args)
 
-    index = _guard(lambda: BLCFIndex.load(args.index))
+    if args.top < 0:
+        raise CLIError(f"--top wants 0 (all) or a positive count, got {args.top}")
+    index = _guard(lambda: BLCFIndex.load(args.index, device=_device(args)))
     if args.backbone:
         _guard(lambda: index.check_backbone(args.backbone))
     try:
@@ -335,34 +474,28 @@ def cmd_search(args) -> int:
             centre_prior=index.config.centre_prior,
         )
     )
-    encoder = QueryEncoder.for_index(index, device=str(resolve_device(args.device)))
-    views = _guard(lambda: encoder.views(image, box=box, mask=mask, augment=args.augment))
-    ranking = _guard(lambda: index.searcher().search(views, scfg))
-    results = [
-        {
-            "image": index.paths[int(i)],
-            "score": float(s),
-            "box": [round(float(v), 1) for v in ranking.boxes[int(i)]]
-            if int(i) in ranking.boxes
-            else None,
-        }
-        for i, s in zip(ranking.ids[: args.top], ranking.scores[: args.top])
-    ]
+    views = _guard(lambda: index.views(image, box=box, mask=mask, augment=args.augment))
+    hits = _guard(
+        lambda: index.search_views(views, k=args.top, config=scfg, unmatched=args.unmatched)
+    )
+    results = [h.as_dict() for h in hits]
     qbox = views[0].box_pixels
     if args.grid:
         from beyondvis.retrieval.visualize import render_grid
 
-        render_grid(str(args.query), qbox, results, args.grid)
+        render_grid(str(args.query), qbox, results[:GRID_MAX], args.grid)
     if args.html:
         from beyondvis.retrieval.visualize import render_html
 
         render_html(str(args.query), qbox, results, args.html)
     if args.json:
-        print_json({"results": results})
+        print_json({"format": "beyondvis-blcf-results", "format_version": 1, "results": results})
     else:
         for k, r in enumerate(results, 1):
             box_text = "" if r["box"] is None else "  box " + ",".join(f"{v:.0f}" for v in r["box"])
             print(f"{k:3d}  {r['score']:.4f}  {r['image']}{box_text}")
+        if not results:
+            print("no indexed photo shares a visual word with the query")
     return 0
 
 
@@ -387,6 +520,7 @@ def cmd_evaluate(args) -> int:
         pooling_table,
         stage_table,
     )
+    from beyondvis.retrieval.index import shipped_model
     from beyondvis.retrieval.rerank import RerankConfig
     from beyondvis.utils import atomic_write_json
 
@@ -398,13 +532,22 @@ def cmd_evaluate(args) -> int:
     t0 = time.perf_counter()
     try:
         bench = InstanceBenchmark(args.dataset, cfg, args.cache, str(resolve_device(args.device)))
-        bench.fit_bow()
+        model = None if args.codebook == "fitted" else _guard(lambda: shipped_model(args.codebook))
+        _guard(lambda: bench.fit_bow(model))
     except (GroundTruthError, FileNotFoundError) as exc:
         raise CLIError(str(exc)) from None
-    out = {"config": asdict(cfg), "database_images": len(bench.names), "queries": len(bench.gt)}
+    words = bench.model.codebook.size
+    out = {
+        "format": "beyondvis-blcf-evaluation",
+        "format_version": 1,
+        "config": asdict(bench.model.config),
+        "codebook": args.codebook,
+        "database_images": len(bench.names),
+        "queries": len(bench.gt),
+    }
     print(
-        f"{len(bench.names)} database images, {len(bench.gt)} queries, "
-        f"{cfg.codebook_size} words (features + codebook {time.perf_counter() - t0:.0f}s)"
+        f"{len(bench.names)} database images, {len(bench.gt)} queries, {args.codebook} codebook "
+        f"of {words} words (features + codebook {time.perf_counter() - t0:.0f}s)"
     )
     rcfg = RerankConfig(
         top_k=args.rerank_top,
@@ -416,7 +559,8 @@ def cmd_evaluate(args) -> int:
         out["pooling"] = rows
         print("\nBoW vs pooling (mAP)\n" + _markdown(rows, ["method", "mode", "map"]))
     if "stages" in tables:
-        rows = stage_table(bench, rcfg, args.qe_top)
+        only = None if not args.stages else [t.strip() for t in args.stages.split(",")]
+        rows = _guard(lambda: stage_table(bench, rcfg, args.qe_top, only))
         out["stages"] = rows
         print("\nPipeline stages (mAP)\n" + _markdown(rows, ["stage", "map", "map_qaug"]))
     if "localisation" in tables:

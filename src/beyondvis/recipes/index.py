@@ -70,6 +70,31 @@ class EmbeddingIndex:
             index.add(_normalize(vectors))
         return cls(index, list(items), kind)
 
+    # The method names of beyondvis.retrieval.BLCFIndex (train/add/search/save/load/merge/len),
+    # so both indexes are driven the same way.
+    def train(self, vectors: np.ndarray | None = None) -> EmbeddingIndex:
+        """Nothing to fit (flat and fp16 indexes need no training); returns self."""
+        return self
+
+    def add(self, vectors: np.ndarray, items: Sequence[dict[str, Any]]) -> None:
+        """Append vectors (cosine-normalised here) with one metadata dict each."""
+        vectors = np.atleast_2d(np.asarray(vectors))
+        if len(vectors) != len(items):
+            raise ValueError("need one metadata dict per vector")
+        if len(vectors) and vectors.shape[1] != self.dim:
+            raise ValueError(f"vector dimension {vectors.shape[1]} != index dimension {self.dim}")
+        if len(vectors):
+            self.index.add(_normalize(vectors))
+        self.items.extend(items)
+
+    def merge(self, other: EmbeddingIndex) -> EmbeddingIndex:
+        """Append the vectors and items of ``other`` (same dimension); returns self."""
+        if other.dim != self.dim:
+            raise ValueError(f"cannot merge a {other.dim}-D index into a {self.dim}-D one")
+        if len(other):
+            self.add(other.index.reconstruct_n(0, len(other)), other.items)
+        return self
+
     def search(self, queries: np.ndarray, k: int = 5) -> list[list[tuple[float, dict[str, Any]]]]:
         """For each query row: up to ``k`` ``(cosine, item)`` pairs, best first."""
         queries = np.atleast_2d(np.asarray(queries))

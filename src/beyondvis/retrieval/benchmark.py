@@ -19,12 +19,10 @@ import numpy as np
 
 from beyondvis.data.oxford import read_gt_files
 from beyondvis.io import ImageLoadError, iter_image_paths, load_image
-from beyondvis.retrieval.bow import bow_matrix, box_mask, distance_weights
-from beyondvis.retrieval.codebook import Codebook
+from beyondvis.retrieval.bow import box_mask, distance_weights
 from beyondvis.retrieval.evaluate import mean_average_precision
 from beyondvis.retrieval.features import LocalFeatureExtractor
-from beyondvis.retrieval.index import IndexConfig, Model
-from beyondvis.retrieval.inverted import InvertedIndex
+from beyondvis.retrieval.index import BLCFIndex, IndexConfig, Model
 from beyondvis.retrieval.pooling import POOLINGS, DenseIndex, PCAWhitening
 from beyondvis.retrieval.rerank import RerankConfig
 from beyondvis.retrieval.search import BLCFSearcher, SearchConfig, augment_query, make_view
@@ -145,36 +143,36 @@ class InstanceBenchmark:
         return items
 
     # ------------------------------------------------------------------ BLCF
-    def fit_bow(self) -> None:
+    def fit_bow(self, model: Model | None = None) -> None:
+        """Encode the cached features with ``model`` (e.g. the shipped codebook), or with a
+        codebook fitted on the database itself (the thesis protocol), into a BLCFIndex."""
         names, feats, sizes = self.database()
         cfg = self.config
-        rng = np.random.default_rng(cfg.seed)
-        x = np.concatenate([f.reshape(-1, f.shape[-1]) for f in feats])
-        if x.shape[0] > cfg.sample_features:
-            x = x[rng.choice(x.shape[0], cfg.sample_features, replace=False)]
         t0 = time.perf_counter()
-        key = hashlib.sha256(json.dumps(asdict(cfg), sort_keys=True).encode()).hexdigest()[:12]
-        model_dir = self.cache / f"model_{key}"
-        if (model_dir / "model.npz").exists():
-            self.model = Model.load(model_dir, cfg)
+        if model is not None:
+            self.model = model.with_config(cfg)
         else:
-            pca = PCAWhitening.fit(x, cfg.pca_dim)
-            codebook = Codebook.fit(pca(x), cfg.codebook_size, cfg.kmeans_iterations, cfg.seed)
-            self.model = Model(cfg, pca, codebook)
-            model_dir.mkdir(exist_ok=True)
-            self.model.save(model_dir)
-        codebook = self.model.codebook
+            key = hashlib.sha256(json.dumps(asdict(cfg), sort_keys=True).encode()).hexdigest()[:12]
+            model_dir = self.cache / f"model_{key}"
+            if (model_dir / "model.npz").exists():
+                self.model = Model.load(model_dir, cfg)
+            else:
+                x = np.concatenate([f.reshape(-1, f.shape[-1]) for f in feats])
+                self.model = BLCFIndex(cfg).train(x).model
+                model_dir.mkdir(exist_ok=True)
+                self.model.save(model_dir)
         self.fit_seconds = time.perf_counter() - t0
         self.names = names
-        self.maps = [self._assign(f) for f in feats]
-        bows = bow_matrix(self.maps, codebook.size, centre=cfg.centre_prior)
-        self.searcher = BLCFSearcher(
-            self.maps, sizes, InvertedIndex.from_bows(bows, cfg.tfidf), cfg.centre_prior
-        )
+        self.index = BLCFIndex(model=self.model)
+        self.index.add_maps(names, [self._assign(f) for f in feats], sizes)
         self.query_maps = [
             (item.name, [(self._assign(f), size, box) for f, size, box in item.views])
             for item in self.query_items()
         ]
+
+    @property
+    def searcher(self) -> BLCFSearcher:
+        return self.index.searcher()
 
     def _assign(self, f: np.ndarray) -> np.ndarray:
         h, w, d = f.shape
@@ -185,8 +183,9 @@ class InstanceBenchmark:
         for name, views in self.query_maps:
             chosen = views if augment else views[:1]
             qviews = [make_view(m, size, box) for m, size, box in chosen]
-            ranking = self.searcher.search(qviews, search)
-            rankings[name] = [self.names[i] for i in ranking.ids]
+            # the whole ranking, unmatched photos included, so mAP is never truncated
+            hits = self.index.search_views(qviews, k=0, config=search, unmatched=True)
+            rankings[name] = [h.image for h in hits]
         return mean_average_precision(rankings, self.gt)
 
     # ------------------------------------------------------------------ pooling
@@ -232,9 +231,20 @@ STAGES = [
 ]
 
 
-def stage_table(bench: InstanceBenchmark, rerank: RerankConfig, qe_top: int = 10) -> list[dict]:
+def stage_table(
+    bench: InstanceBenchmark,
+    rerank: RerankConfig,
+    qe_top: int = 10,
+    only: list[str] | None = None,
+) -> list[dict]:
+    known = [label for label, _ in STAGES]
+    unknown = sorted(set(only or []) - set(known))
+    if unknown:
+        raise ValueError(f"unknown stage(s) {unknown}; stages: {', '.join(known)}")
     rows = []
     for label, kw in STAGES:
+        if only is not None and label not in only:
+            continue
         cfg = SearchConfig(
             rerank_config=rerank, qe_top=qe_top, centre_prior=bench.config.centre_prior, **kw
         )
@@ -289,7 +299,7 @@ def localisation_table(bench: InstanceBenchmark, rerank: RerankConfig) -> list[d
                            centre_prior=bench.config.centre_prior)  # fmt: skip
         ious = []
         for name, views in bench.query_maps:
-            ranking = bench.searcher.search([make_view(*views[0])], cfg)
+            ranking = bench.searcher.search([make_view(*views[0])], cfg)  # boxes of all top K
             for i, box in ranking.boxes.items():
                 key = (name, bench.names[i])
                 if key in truth:

@@ -2,10 +2,20 @@
 
 from __future__ import annotations
 
+import logging
+
 import faiss
 import numpy as np
 
 from beyondvis.retrieval.bow import map_dtype
+
+log = logging.getLogger(__name__)
+MIN_POINTS_PER_WORD = 39  # FAISS' own threshold for a well-fitted centroid
+
+
+def capped_size(size: int, num_features: int) -> int:
+    """The codebook size that ``num_features`` local features can support (at least 1)."""
+    return max(1, min(int(size), int(num_features) // MIN_POINTS_PER_WORD))
 
 
 class Codebook:
@@ -41,24 +51,53 @@ class Codebook:
         iterations: int = 20,
         seed: int = 0,
         max_points_per_centroid: int = 256,
+        progress: bool = False,
     ) -> Codebook:
+        """FAISS k-means, one iteration per call so that a long fit can show progress.
+
+        ``size`` is capped at ``len(features) // MIN_POINTS_PER_WORD``: FAISS needs about 39
+        points per centroid for stable centroids (below that it warns and produces empty or
+        duplicate words), and a 25,000-word codebook on the 60 photos of a small folder would
+        be mostly noise. The cap is logged.
+        """
         x = np.ascontiguousarray(features, dtype=np.float32)
         if x.ndim != 2 or x.shape[0] == 0:
             raise ValueError("k-means needs a non-empty (n, d) array of features")
-        if x.shape[0] < size:
-            raise ValueError(
-                f"cannot fit {size} visual words on {x.shape[0]} features; lower the codebook size"
+        cap = capped_size(size, x.shape[0])
+        if cap < size:
+            log.warning(
+                "codebook size capped at %d words (asked %d): only %d local features to fit it "
+                "on, and each word needs >= %d of them",
+                cap,
+                size,
+                x.shape[0],
+                MIN_POINTS_PER_WORD,
             )
         kmeans = faiss.Kmeans(
             x.shape[1],
-            size,
-            niter=iterations,
+            cap,
+            niter=1,
             seed=seed,
             max_points_per_centroid=max_points_per_centroid,
+            min_points_per_centroid=1,  # the cap above already keeps enough points per word
             verbose=False,
         )
-        kmeans.train(x)
-        return cls(kmeans.centroids)
+        bar = None
+        if progress:
+            from tqdm import tqdm
+
+            bar = tqdm(total=iterations, desc=f"k-means ({cap} words)", unit="it", leave=False)
+        centroids = None
+        for _ in range(max(1, iterations)):
+            # the same seed each call: FAISS subsamples the same points; the previous centroids
+            # are the starting point, so this equals one run of ``iterations`` iterations
+            kmeans.train(x, init_centroids=centroids)
+            centroids = kmeans.centroids.copy()
+            if bar is not None:
+                bar.update(1)
+        if bar is not None:
+            bar.close()
+        return cls(centroids)
 
     @property
     def size(self) -> int:

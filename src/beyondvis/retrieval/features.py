@@ -63,9 +63,15 @@ class FeatureConfig:
     pretrained: bool = True
     level: int = 3  # index into forward_features: 3 = stride 16, 4 = stride 32
     scale: float = 1.0  # input rescaling factor (thesis: 1/3 of Oxford's ~1024 px images)
-    max_side: int = 1024  # cap on the rescaled long side, bounds time and memory per image
+    # Cap on the rescaled long side. 384 px is the thesis' input size (1/3 of Oxford's ~1024 px
+    # photos) and what keeps a 2-core CPU above 10 photos/s with <= 2 KB of postings per photo
+    # (docs/retrieval.md, "Speed and memory"); 1024 px costs 7x the backbone time.
+    max_side: int = 384
     min_side: int = 64  # below this the stride-16/32 maps have too few cells to be useful
-    upsample: bool = True  # 2x bilinear interpolation of the feature maps
+    # 2x bilinear interpolation of the maps (thesis Table 2.1). Off by default: at 384 px it
+    # multiplies the cells by 4 and the distinct words per photo by 1.5 (449 vs 296 with the
+    # shipped codebook), past 2 KB of postings per photo, and the word assignment time by 4.
+    upsample: bool = False
 
 
 class LocalFeatureExtractor:
@@ -90,20 +96,43 @@ class LocalFeatureExtractor:
             factor = cfg.min_side / min(w, h)
         return max(1, round(w * factor)), max(1, round(h * factor))
 
-    @torch.inference_mode()
-    def __call__(self, image: Image.Image) -> np.ndarray:
-        """(h, w, D) float32 local features of one RGB image."""
+    def prepare(self, image: Image.Image) -> torch.Tensor:
+        """Resize and normalise: the (1, 3, h, w) input tensor. Runs in loader threads (PIL and
+        torch release the GIL), so decoding overlaps the backbone of the previous photo."""
         resized = image.resize(self.input_size(image.size), Image.BILINEAR)
         x = torch.from_numpy(np.asarray(resized, dtype=np.float32) / 255.0).permute(2, 0, 1)[None]
-        x = ((x - self.mean) / self.std).to(self.device)
-        maps = self.backbone.forward_features(x)
-        level = self.config.level
-        if not -len(maps) <= level < len(maps):
-            raise ValueError(f"feature level {level} out of range: backbone gives {len(maps)} maps")
-        fmap = maps[level]
+        return (x - self.mean) / self.std
+
+    @torch.inference_mode()
+    def features(self, x: torch.Tensor) -> np.ndarray:
+        """(h, w, D) float32 local features of a prepared input tensor."""
+        fmap = _level_map(self.backbone, x.to(self.device), self.config.level)
         if self.config.upsample:
             fmap = F.interpolate(fmap, scale_factor=2, mode="bilinear", align_corners=False)
         return fmap[0].permute(1, 2, 0).float().cpu().numpy()
+
+    def __call__(self, image: Image.Image) -> np.ndarray:
+        """(h, w, D) float32 local features of one RGB image."""
+        return self.features(self.prepare(image))
+
+
+def _level_map(backbone: torch.nn.Module, x: torch.Tensor, level: int) -> torch.Tensor:
+    """One level of ``forward_features``, stopping the network there when it is known how.
+
+    For EfficientNet-Lite0's stride-16 map this skips the stride-32 blocks and the 1280-channel
+    head, 12% of the forward pass at 384-768 px (measured), with the same output.
+    """
+    model, ends = getattr(backbone, "model", None), getattr(backbone, "_block_ends", None)
+    if ends is not None and 0 <= level < len(ends) and hasattr(model, "blocks"):
+        y = model.bn1(model.conv_stem(x))
+        for i, block in enumerate(model.blocks):
+            y = block(y)
+            if i == ends[level]:
+                return y
+    maps = backbone.forward_features(x)
+    if not -len(maps) <= level < len(maps):
+        raise ValueError(f"feature level {level} out of range: backbone gives {len(maps)} maps")
+    return maps[level]
 
 
 class AssignmentEncoder:

@@ -1,4 +1,12 @@
-"""On-disk BLCF index: versioned, written atomically, resumable, extendable and mergeable.
+"""The BLCF index: one object to train, fill, search, save, load and merge (FAISS-like).
+
+    index = BLCFIndex.pretrained()             # the shipped generic codebook, no k-means
+    index.add(photos, work_dir="idx/work")     # chunked, resumable, SIGKILL-safe
+    index.save("idx")
+    hits = BLCFIndex.load("idx").search("query.jpg", box=(40, 60, 200, 300), k=0)
+
+    index = BLCFIndex(IndexConfig(codebook_size=4096))
+    index.train(photos)                        # PCA-whitening + k-means on the collection
 
 Layout of an index folder::
 
@@ -7,31 +15,33 @@ Layout of an index folder::
     maps.npz        all assignment maps, flattened (uint16/uint32), offsets, shapes, image sizes
     postings.npz    word-major CSR term frequencies (a cache of the maps' BoWs)
     images.json     indexed image paths, in id order, and the photos skipped with the reason
-    work/           chunks of a build in progress (removed when the build completes)
+    work/           chunks of a build in progress (removed when the index is saved)
 
-The codebook ("model") is fitted once; ``add`` and shard builds reuse it, so an index grows
-without re-clustering. ``postings.npz`` stores the inverted index's term frequencies so that a
-search does not rebuild them from the maps (about 1 s per 10k images); the maps stay the
-representation and the postings are rebuilt from them when missing or stale.
+The codebook ("model") is fitted once, or shipped; ``add`` and shard builds reuse it, so an
+index grows without re-clustering. ``postings.npz`` stores the inverted index's term frequencies
+so that a search does not rebuild them from the maps (about 1 s per 10k images); the maps stay
+the representation and the postings are rebuilt from them when missing or stale.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
 import logging
 import os
+import shutil
 import zipfile
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
-import scipy.sparse as sp
 
 from beyondvis.io import ImageLoadError, load_image
-from beyondvis.retrieval.bow import bow_matrix
+from beyondvis.retrieval.bow import bow_matrix, map_dtype
 from beyondvis.retrieval.codebook import Codebook
 from beyondvis.retrieval.features import (
     AssignmentEncoder,
@@ -41,11 +51,19 @@ from beyondvis.retrieval.features import (
 )
 from beyondvis.retrieval.inverted import InvertedIndex
 from beyondvis.retrieval.pooling import PCAWhitening
-from beyondvis.retrieval.search import BLCFSearcher
+from beyondvis.retrieval.search import (
+    BLCFSearcher,
+    QueryView,
+    SearchConfig,
+    augment_query,
+    make_view,
+)
 from beyondvis.utils import atomic_write, atomic_write_json
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
+SHIPPED_DIR = Path(__file__).resolve().parent.parent / "assets" / "retrieval"
+SHIPPED = ("generic",)  # codebooks under assets/retrieval/<name>/
 log = logging.getLogger(__name__)
 
 
@@ -56,16 +74,16 @@ class IndexFormatError(ValueError):
 @dataclass
 class IndexConfig:
     features: FeatureConfig = field(default_factory=FeatureConfig)
-    codebook_size: int = 25000
+    codebook_size: int = 8192
     pca_dim: int | None = None  # None keeps every dimension
-    kmeans_iterations: int = 20
+    kmeans_iterations: int = 10
     # Word assignment: None = exact (thesis); k = IVF over the words visiting k of ~sqrt(K)
     # cells. Exact assignment to 25k words costs ~5x the backbone per photo on a CPU core, IVF
     # with k = 8 about half of it at 95% agreement (benchmarks/retrieval.py); codebooks under
     # 1,024 words are always assigned exactly.
     assign_nprobe: int | None = 8
     sample_images: int = 500  # images whose features fit PCA and k-means
-    sample_features: int = 500_000
+    sample_features: int = 400_000
     centre_prior: bool = True
     tfidf: bool = True
     chunk_size: int = 64  # images per checkpointed chunk of a build
@@ -98,11 +116,18 @@ def _load_npz(path: Path) -> dict[str, np.ndarray]:
 # ----------------------------------------------------------------------------- model
 @dataclass
 class Model:
-    """What turns pixels into words: feature config, PCA-whitening and codebook."""
+    """What turns pixels into words: feature config, PCA-whitening and codebook.
+
+    ``half`` models store their arrays as float16 (the shipped codebook; rounding the centroids
+    to float16 changes no word of the benchmark maps we checked, at half the bytes); the arrays
+    in memory are float32 either way and the fingerprint is taken on them.
+    """
 
     config: IndexConfig
     pca: PCAWhitening
     codebook: Codebook
+    half: bool = False
+    name: str | None = None  # the shipped codebook's name, None for a fitted one
 
     def fingerprint(self) -> str:
         h = hashlib.sha256()
@@ -111,65 +136,209 @@ class Model:
         h.update(self.codebook.centroids.tobytes())
         return h.hexdigest()[:16]
 
+    def to_half(self) -> Model:
+        """The same model rounded to float16 (what ``save`` then stores)."""
+
+        def r(a: np.ndarray) -> np.ndarray:
+            return a.astype(np.float16).astype(np.float32)
+
+        pca = PCAWhitening(r(self.pca.mean), r(self.pca.projection))
+        codebook = Codebook(r(self.codebook.centroids), self.config.assign_nprobe)
+        return Model(self.config, pca, codebook, half=True, name=self.name)
+
+    def with_config(self, config: IndexConfig) -> Model:
+        """This PCA + codebook under other search/feature settings (same backbone and level)."""
+        a, b = config.features, self.config.features
+        if (a.backbone, a.level) != (b.backbone, b.level):
+            raise IndexFormatError(
+                f"this codebook was trained on {b.backbone!r} level {b.level} features; for "
+                f"{a.backbone!r} level {a.level} fit one on the collection (--fit-codebook)"
+            )
+        config = replace(config, codebook_size=self.codebook.size, pca_dim=self.pca.dim)
+        codebook = Codebook(self.codebook.centroids, config.assign_nprobe)
+        return Model(config, self.pca, codebook, self.half, self.name)
+
     def save(self, folder: Path) -> None:
-        _save_npz(folder / "model.npz", centroids=self.codebook.centroids, **self.pca.state())
+        dtype = np.float16 if self.half else np.float32
+        arrays = {"centroids": self.codebook.centroids, **self.pca.state()}
+        _save_npz(folder / "model.npz", **{k: v.astype(dtype) for k, v in arrays.items()})
 
     @classmethod
-    def load(cls, folder: Path, config: IndexConfig) -> Model:
+    def load(cls, folder: Path, config: IndexConfig, name: str | None = None) -> Model:
         d = _load_npz(Path(folder) / "model.npz")
-        codebook = Codebook(d["centroids"], config.assign_nprobe)
-        return cls(config, PCAWhitening(d["mean"], d["projection"]), codebook)
+        half = d["centroids"].dtype == np.float16
+        f32 = {k: v.astype(np.float32) for k, v in d.items()}
+        codebook = Codebook(f32["centroids"], config.assign_nprobe)
+        return cls(config, PCAWhitening(f32["mean"], f32["projection"]), codebook, half, name)
+
+    def encoder(self, extractor) -> AssignmentEncoder:
+        return AssignmentEncoder(extractor, self.pca, self.codebook)
 
 
-def fit_model(
-    paths: Sequence[Path],
-    config: IndexConfig,
-    extractor: LocalFeatureExtractor,
-    bad: list[dict] | None = None,
-) -> Model:
-    """Fit PCA-whitening and the codebook on the features of a random sample of images."""
-    rng = np.random.default_rng(config.seed)
-    order = rng.permutation(len(paths))[: config.sample_images]
-    feats = []
-    for i in sorted(order):
+def save_model_only(folder: Path, model: Model) -> None:
+    """A model folder (config + PCA + codebook, no images): for sharded builds, and the format
+    of the shipped codebooks."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    model.save(folder)
+    atomic_write_json(
+        folder / "model.json",
+        {
+            "format": "beyondvis-blcf-model",
+            "format_version": FORMAT_VERSION,
+            "model_fingerprint": model.fingerprint(),
+            "config": asdict(model.config),
+        },
+    )
+
+
+def load_model_only(folder: Path, name: str | None = None) -> Model:
+    """The model of a model folder (``index train``) or of an index."""
+    folder = Path(folder)
+    if (folder / MANIFEST).exists():  # an index works as a model source too
+        return BLCFIndex.load(folder).model
+    meta_path = folder / "model.json"
+    if not meta_path.exists():
+        raise IndexFormatError(f"{folder} holds neither a model (model.json) nor an index")
+    try:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise IndexFormatError(f"{meta_path}: malformed JSON ({exc})") from None
+    if meta.get("format_version") != FORMAT_VERSION:
+        raise IndexFormatError(
+            f"{folder}: model format version {meta.get('format_version')}, expected {FORMAT_VERSION}"
+        )
+    model = Model.load(folder, IndexConfig.from_dict(meta["config"]), name=name)
+    if model.fingerprint() != meta["model_fingerprint"]:
+        raise IndexFormatError(f"{folder}: model.npz does not match model.json")
+    return model
+
+
+def shipped_model(name: str = "generic") -> Model:
+    """A codebook shipped inside the package (see assets/retrieval/README.md)."""
+    if name not in SHIPPED:
+        raise IndexFormatError(f"no shipped codebook {name!r}; shipped: {', '.join(SHIPPED)}")
+    return load_model_only(SHIPPED_DIR / name, name=name)
+
+
+# ----------------------------------------------------------------------------- photo stream
+def _stream(
+    paths: Sequence[Path], extractor, workers: int
+) -> Iterator[tuple[Path, tuple[int, int] | None, object]]:
+    """(path, original size, prepared input | ImageLoadError) in order, decoded ahead.
+
+    ``workers`` threads decode and resize the next photos (PIL and torch release the GIL)
+    while the caller runs the backbone on the current one. Extractors without ``prepare``
+    (test doubles) get the decoded image.
+    """
+    prepare = getattr(extractor, "prepare", None)
+
+    def load(p: Path):
         try:
-            f = extractor(load_image(paths[i]))
+            image = load_image(p)
         except ImageLoadError as exc:
-            if bad is not None:
-                bad.append({"path": str(paths[i]), "reason": exc.reason})
-            continue
-        feats.append(f.reshape(-1, f.shape[-1]))
-    if not feats:
-        raise IndexFormatError("no readable image to fit the codebook on")
-    x = np.concatenate(feats)
-    if x.shape[0] > config.sample_features:
-        x = x[rng.choice(x.shape[0], config.sample_features, replace=False)]
-    pca = PCAWhitening.fit(x, config.pca_dim)
-    codebook = Codebook.fit(pca(x), config.codebook_size, config.kmeans_iterations, config.seed)
-    return Model(config, pca, Codebook(codebook.centroids, config.assign_nprobe))
+            return p, None, exc
+        return p, image.size, (prepare(image) if prepare is not None else image)
+
+    if workers <= 0:
+        yield from map(load, paths)
+        return
+    with ThreadPoolExecutor(workers, thread_name_prefix="blcf-decode") as pool:
+        ahead = 2 * workers
+        futures = [pool.submit(load, p) for p in paths[:ahead]]
+        for i in range(len(paths)):
+            item = futures[i].result()
+            futures[i] = None  # free the decoded photo
+            if i + ahead < len(paths):
+                futures.append(pool.submit(load, paths[i + ahead]))
+            yield item
+
+
+def _features(extractor, x) -> np.ndarray:
+    fn = getattr(extractor, "features", None)
+    return fn(x) if fn is not None and hasattr(extractor, "prepare") else extractor(x)
 
 
 # ----------------------------------------------------------------------------- index
 @dataclass
-class BLCFIndex:
-    model: Model
-    paths: list[str]
-    maps: list[np.ndarray]
-    image_sizes: np.ndarray  # (n, 2) width, height
-    skipped: list[dict] = field(default_factory=list)
-    _inverted: InvertedIndex | None = None
+class SearchHit:
+    id: int
+    image: str
+    score: float
+    box: list[float] | None  # localisation box (pixels) for reranked hits
 
+    def as_dict(self) -> dict:
+        box = None if self.box is None else [round(float(v), 1) for v in self.box]
+        return {"image": self.image, "score": float(self.score), "box": box}
+
+
+class BLCFIndex:
+    """Assignment maps of a photo collection, their inverted index and the model behind them.
+
+    ``BLCFIndex(config)`` is untrained (``train`` fits PCA-whitening and the codebook on
+    photos or on an (n, D) array of local features); ``BLCFIndex.pretrained()`` starts from
+    the shipped codebook; ``BLCFIndex(model=...)`` from any model (shards share one).
+    """
+
+    def __init__(
+        self,
+        config: IndexConfig | None = None,
+        model: Model | None = None,
+        extractor=None,
+        device: str = "cpu",
+    ) -> None:
+        if model is not None and config is not None:
+            model = model.with_config(config)
+        self.model = model
+        self._config = config or (model.config if model is not None else IndexConfig())
+        self.paths: list[str] = []
+        self.maps: list[np.ndarray] = []
+        self.image_sizes = np.zeros((0, 2), np.int32)  # (n, 2) width, height
+        self.skipped: list[dict] = []
+        self._inverted: InvertedIndex | None = None
+        self._extractor = extractor
+        self.device = device
+
+    @classmethod
+    def pretrained(
+        cls, name: str = "generic", config: IndexConfig | None = None, **kw
+    ) -> BLCFIndex:
+        """An empty index on a shipped codebook; ``config`` may change the input size, the
+        centre prior, tf-idf, chunking and assignment, not the backbone or level."""
+        return cls(config or IndexConfig(), model=shipped_model(name), **kw)
+
+    # -- properties
     @property
     def config(self) -> IndexConfig:
-        return self.model.config
+        return self.model.config if self.model is not None else self._config
+
+    @property
+    def is_trained(self) -> bool:
+        return self.model is not None
 
     def __len__(self) -> int:
         return len(self.paths)
 
+    def __repr__(self) -> str:
+        words = self.model.codebook.size if self.model else "untrained"
+        return f"BLCFIndex({len(self)} images, {words} words, {self.config.features.backbone})"
+
+    @property
+    def extractor(self):
+        if self._extractor is None:
+            self._extractor = LocalFeatureExtractor(self.config.features, device=self.device)
+        return self._extractor
+
+    def _require_model(self) -> Model:
+        if self.model is None:
+            raise IndexFormatError("the index is not trained: call train() or use pretrained()")
+        return self.model
+
     @property
     def inverted(self) -> InvertedIndex:
         if self._inverted is None:
-            bows = bow_matrix(self.maps, self.model.codebook.size, centre=self.config.centre_prior)
+            model = self._require_model()
+            bows = bow_matrix(self.maps, model.codebook.size, centre=self.config.centre_prior)
             self._inverted = InvertedIndex.from_bows(bows, tfidf=self.config.tfidf)
         return self._inverted
 
@@ -184,44 +353,233 @@ class BLCFIndex:
                 "index's own backbone or rebuild the index."
             )
 
-    def add(self, paths: Sequence[str], maps: Sequence[np.ndarray], sizes: np.ndarray) -> None:
+    # -- training
+    def train(
+        self,
+        data: Sequence[str | os.PathLike] | np.ndarray,
+        work_dir: str | os.PathLike | None = None,
+        progress: bool = False,
+        workers: int = 2,
+    ) -> BLCFIndex:
+        """Fit PCA-whitening and the codebook on photos (a random ``sample_images`` of them) or
+        on an (n, D) array of raw local features. A fitted model is checkpointed in
+        ``work_dir`` and reused by a rerun after a kill."""
+        if self.paths:
+            raise IndexFormatError("train() an empty index: its maps use the current codebook")
+        cfg = self._config
+        work = Path(work_dir) if work_dir is not None else None
+        if work is not None and (work / "model.npz").exists():
+            log.info("resuming: reusing the codebook fitted by the interrupted build")
+            model = Model.load(work, cfg)
+            self._config = replace(cfg, codebook_size=model.codebook.size)
+            self.model = Model(self._config, model.pca, model.codebook)
+            return self
+        if isinstance(data, np.ndarray):
+            x = np.asarray(data, np.float32).reshape(-1, data.shape[-1])
+        else:
+            x = self._sample_features([Path(p) for p in data], progress, workers)
+        rng = np.random.default_rng(cfg.seed)
+        if x.shape[0] > cfg.sample_features:
+            x = x[rng.choice(x.shape[0], cfg.sample_features, replace=False)]
+        pca = PCAWhitening.fit(x, cfg.pca_dim)
+        codebook = Codebook.fit(
+            pca(x), cfg.codebook_size, cfg.kmeans_iterations, cfg.seed, progress=progress
+        )
+        if codebook.size != cfg.codebook_size:
+            cfg = replace(cfg, codebook_size=codebook.size)
+        self._config = cfg
+        self.model = Model(cfg, pca, Codebook(codebook.centroids, cfg.assign_nprobe))
+        self._inverted = None
+        if work is not None:
+            work.mkdir(parents=True, exist_ok=True)
+            self.model.save(work)
+        return self
+
+    def _sample_features(self, paths: list[Path], progress: bool, workers: int) -> np.ndarray:
+        cfg = self._config
+        rng = np.random.default_rng(cfg.seed)
+        order = sorted(rng.permutation(len(paths))[: cfg.sample_images])
+        # keep a random share of each photo's cells so memory stays ~sample_features vectors
+        per_image = max(1, -(-2 * cfg.sample_features // max(len(order), 1)))
+        feats = []
+        bar = _bar(len(order), "codebook features") if progress else None
+        for p, _, x in _stream([paths[i] for i in order], self.extractor, workers):
+            if bar is not None:
+                bar.update(1)
+            if isinstance(x, ImageLoadError):
+                self.skipped.append({"path": str(p), "reason": x.reason})
+                continue
+            f = _features(self.extractor, x)
+            f = f.reshape(-1, f.shape[-1])
+            if f.shape[0] > per_image:
+                f = f[rng.choice(f.shape[0], per_image, replace=False)]
+            feats.append(f)
+        if bar is not None:
+            bar.close()
+        if not feats:
+            raise IndexFormatError("no readable image to fit the codebook on")
+        return np.concatenate(feats)
+
+    # -- adding
+    def add(
+        self,
+        photos: Sequence[str | os.PathLike],
+        work_dir: str | os.PathLike | None = None,
+        progress: bool = False,
+        workers: int = 2,
+    ) -> list[dict]:
+        """Encode photos with the index's codebook and append them; returns the skipped ones.
+
+        Photos already in the index are not added twice. With ``work_dir`` every chunk of
+        ``chunk_size`` photos is checkpointed there atomically, and a rerun after a kill
+        reloads the finished chunks and encodes only the rest (``save`` removes them).
+        Decoding runs ``workers`` threads ahead and word assignment overlaps the backbone of
+        the next photo. Unreadable photos are skipped and reported, never fatal.
+        """
+        model = self._require_model()
+        known = set(self.paths)
+        new = []
+        for p in map(Path, photos):
+            if str(p) not in known:
+                known.add(str(p))
+                new.append(p)
+        encoder = model.encoder(self.extractor)
+        bar = _bar(len(new), "encoding") if progress else None
+        try:
+            paths, maps, sizes, skipped = encode_images(
+                new,
+                encoder,
+                None if work_dir is None else Path(work_dir) / "chunks",
+                self.config.chunk_size,
+                bar.update if bar is not None else None,
+                workers,
+            )
+        finally:
+            if bar is not None:
+                bar.close()
+        self.add_maps(paths, maps, sizes)
+        self.skipped += skipped
+        for s in skipped:
+            log.warning("skipped %s: %s", s["path"], s["reason"])
+        return skipped
+
+    def add_maps(self, paths: Sequence[str], maps: Sequence[np.ndarray], sizes: np.ndarray) -> None:
+        """Append already computed assignment maps (with this index's codebook)."""
         self.paths.extend(str(p) for p in paths)
         self.maps.extend(maps)
         self.image_sizes = np.concatenate(
-            [self.image_sizes.reshape(-1, 2), np.asarray(sizes).reshape(-1, 2)]
+            [self.image_sizes.reshape(-1, 2), np.asarray(sizes, np.int32).reshape(-1, 2)]
         )
         self._inverted = None
 
+    def merge(self, other: BLCFIndex) -> BLCFIndex:
+        """Append the images of ``other`` (built with the same model); returns self."""
+        model = self._require_model()
+        if other.model is None or other.model.fingerprint() != model.fingerprint():
+            raise IndexFormatError(
+                "shards must share one model: this one was built with another codebook/backbone "
+                "(build them with --model MODEL_DIR)"
+            )
+        known = set(self.paths)
+        keep = [i for i, p in enumerate(other.paths) if p not in known]
+        self.add_maps(
+            [other.paths[i] for i in keep], [other.maps[i] for i in keep], other.image_sizes[keep]
+        )
+        self.skipped += other.skipped
+        return self
+
+    # -- search
+    def views(
+        self,
+        image,
+        box: Sequence[float] | None = None,
+        mask: np.ndarray | None = None,
+        augment: bool = False,
+    ) -> list[QueryView]:
+        """The query's views encoded exactly as the indexed photos (same backbone, codebook)."""
+        if isinstance(image, np.ndarray):
+            from PIL import Image
+
+            image = Image.fromarray(np.asarray(image, np.uint8)).convert("RGB")
+        elif isinstance(image, (str, os.PathLike)):
+            image = load_image(image)
+        encoder = self._require_model().encoder(self.extractor)
+        variants = augment_query(image, box, mask) if augment else [(image, box, mask)]
+        return [make_view(encoder(im), im.size, b, m) for im, b, m in variants]
+
+    def search(
+        self,
+        image,
+        box: Sequence[float] | None = None,
+        mask: np.ndarray | None = None,
+        k: int | None = 20,
+        config: SearchConfig | None = None,
+        augment: bool = False,
+        unmatched: bool = False,
+    ) -> list[SearchHit]:
+        """The best ``k`` photos for a query photo (path or PIL image), optionally restricted
+        to a box (x0, y0, x1, y1 pixels) or a mask; ``k`` = 0 or None returns the whole
+        ranking. Photos sharing no visual word with the query are not returned unless
+        ``unmatched``: their score says nothing about them."""
+        return self.search_views(self.views(image, box, mask, augment), k, config, unmatched)
+
+    def search_views(
+        self,
+        views: Sequence[QueryView],
+        k: int | None = 20,
+        config: SearchConfig | None = None,
+        unmatched: bool = False,
+    ) -> list[SearchHit]:
+        cfg = config or SearchConfig(centre_prior=self.config.centre_prior)
+        ranking = self.searcher().search(views, cfg)
+        ids = ranking.ids
+        scores = ranking.scores
+        if not unmatched:
+            keep = ranking.matched[ids]
+            ids, scores = ids[keep], scores[keep]
+        if k:
+            ids, scores = ids[:k], scores[:k]
+        return [
+            SearchHit(int(i), self.paths[int(i)], float(s), ranking.boxes.get(int(i)))
+            for i, s in zip(ids, scores)
+        ]
+
     # -- persistence
     def save(self, folder: str | os.PathLike) -> None:
+        """Write the index folder atomically file by file, manifest last; then remove the
+        folder's ``work/`` checkpoints, which the saved index supersedes."""
+        model = self._require_model()
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         # the manifest is removed first and written last: its presence marks a complete index
         (folder / MANIFEST).unlink(missing_ok=True)
-        self.model.save(folder)
-        _save_maps(folder / "maps.npz", self.maps, self.image_sizes, self.model.codebook.size)
+        model.save(folder)
+        _save_maps(folder / "maps.npz", self.maps, self.image_sizes, model.codebook.size)
         atomic_write_json(folder / "images.json", {"paths": self.paths, "skipped": self.skipped})
-        post = self.inverted.postings
-        _save_npz(folder / "postings.npz", data=post.data, indices=post.indices, indptr=post.indptr)
+        inv = self.inverted
+        _save_npz(folder / "postings.npz", data=inv.data, indices=inv.indices, indptr=inv.indptr)
         atomic_write_json(
             folder / MANIFEST,
             {
                 "format": "beyondvis-blcf-index",
                 "format_version": FORMAT_VERSION,
                 "backbone": self.config.features.backbone,
-                "model_fingerprint": self.model.fingerprint(),
+                "model_fingerprint": model.fingerprint(),
+                "codebook": model.name or "fitted",
                 "num_images": len(self.paths),
-                "vocab_size": self.model.codebook.size,
+                "vocab_size": model.codebook.size,
                 "config": asdict(self.config),
             },
         )
+        shutil.rmtree(folder / "work", ignore_errors=True)
 
     @classmethod
-    def load(cls, folder: str | os.PathLike) -> BLCFIndex:
+    def load(cls, folder: str | os.PathLike, extractor=None, device: str = "cpu") -> BLCFIndex:
         folder = Path(folder)
         manifest = read_manifest(folder)
         config = IndexConfig.from_dict(manifest["config"])
-        model = Model.load(folder, config)
+        codebook = manifest.get("codebook", "fitted")
+        model = Model.load(folder, config, name=None if codebook == "fitted" else codebook)
         if model.fingerprint() != manifest["model_fingerprint"]:
             raise IndexFormatError(
                 f"{folder}: model.npz does not match the manifest (mixed files?)"
@@ -233,7 +591,9 @@ class BLCFIndex:
             raise IndexFormatError(f"{folder}/images.json unreadable: {exc}") from None
         if len(images["paths"]) != len(maps) or len(maps) != manifest["num_images"]:
             raise IndexFormatError(f"{folder}: image list and maps disagree in length")
-        index = cls(model, images["paths"], maps, sizes, images.get("skipped", []))
+        index = cls(model=model, extractor=extractor, device=device)
+        index.paths, index.maps, index.image_sizes = list(images["paths"]), maps, sizes
+        index.skipped = images.get("skipped", [])
         index._inverted = _load_postings(
             folder / "postings.npz", model.codebook.size, len(maps), config
         )
@@ -264,24 +624,61 @@ def read_manifest(folder: Path) -> dict:
     return manifest
 
 
+@contextlib.contextmanager
+def folder_lock(folder: str | os.PathLike) -> Iterator[None]:
+    """Refuse a second writer on an index folder (``work/lock`` holds the writer's pid).
+
+    A lock left by a killed process (its pid no longer runs) is taken over, so a SIGKILLed
+    build resumes without manual cleanup."""
+    work = Path(folder) / "work"
+    work.mkdir(parents=True, exist_ok=True)
+    lock = work / "lock"
+    for _ in range(2):
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            try:
+                pid = int(lock.read_text().strip() or 0)
+                os.kill(pid, 0)
+            except (ValueError, ProcessLookupError, FileNotFoundError):
+                lock.unlink(missing_ok=True)  # stale: its writer is gone
+                continue
+            except PermissionError:
+                pass
+            raise IndexFormatError(
+                f"{folder} is being written by process {pid}; wait for it or remove {lock}"
+            ) from None
+        with os.fdopen(fd, "w") as f:
+            f.write(str(os.getpid()))
+        break
+    try:
+        yield
+    finally:
+        lock.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            work.rmdir()  # only if empty: checkpoints of an unfinished build stay
+
+
 def _load_postings(path: Path, vocab: int, n: int, config: IndexConfig) -> InvertedIndex | None:
     """The saved postings, or None (rebuilt lazily from the maps) if absent or inconsistent."""
     if not path.exists():
         return None
     try:
         d = _load_npz(path)
-        indptr = d["indptr"]
-        if indptr.size != vocab + 1 or (d["indices"].size and d["indices"].max() >= n):
+        indptr, indices, data = d["indptr"], d["indices"], d["data"]
+        if (
+            indptr.size != vocab + 1
+            or indptr[-1] != indices.size
+            or indices.size != data.size
+            or (indices.size and indices.max() >= n)
+        ):
             return None
-        postings = sp.csr_matrix((d["data"], d["indices"], indptr), shape=(vocab, n))
     except (IndexFormatError, KeyError, ValueError):
         return None
-    return InvertedIndex(postings, tfidf=config.tfidf)
+    return InvertedIndex.from_arrays(indptr, indices, data, n, tfidf=config.tfidf)
 
 
 def _save_maps(path: Path, maps: Sequence[np.ndarray], sizes: np.ndarray, vocab: int) -> None:
-    from beyondvis.retrieval.bow import map_dtype
-
     shapes = np.array([m.shape for m in maps], dtype=np.int32).reshape(-1, 2)
     flat = (
         np.concatenate([m.ravel() for m in maps]).astype(map_dtype(vocab))
@@ -305,205 +702,73 @@ def _load_maps(path: Path) -> tuple[list[np.ndarray], np.ndarray]:
     return maps, sizes
 
 
-# ----------------------------------------------------------------------------- building
+# ----------------------------------------------------------------------------- encoding
 def encode_images(
-    paths: Iterable[Path],
-    encoder: Callable,
-    work: Path,
+    paths: Sequence[Path],
+    encoder: AssignmentEncoder,
+    work: Path | None,
     chunk_size: int,
     progress: Callable[[int], None] | None = None,
+    workers: int = 2,
 ) -> tuple[list[str], list[np.ndarray], np.ndarray, list[dict]]:
     """Assignment maps of every photo, checkpointed chunk by chunk under ``work``.
 
     A chunk is written atomically once all its images are encoded; a rerun after a kill
-    reloads finished chunks and recomputes only the rest. Unreadable photos are skipped and
-    reported, never fatal.
+    reloads finished chunks and recomputes only the rest. Three stages overlap: decoding and
+    resizing (``workers`` threads), the backbone (this thread) and PCA + word assignment (one
+    more thread; FAISS releases the GIL), so two cores are busy on a two-core CPU.
     """
     paths = [Path(p) for p in paths]
-    work.mkdir(parents=True, exist_ok=True)
+    if work is not None:
+        work.mkdir(parents=True, exist_ok=True)
+    extractor = encoder.extractor
+    vocab = encoder.codebook.size
     out_paths, out_maps, out_sizes, skipped = [], [], [], []
-    for start in range(0, len(paths), chunk_size):
-        chunk = paths[start : start + chunk_size]
-        cfile = work / f"chunk_{start // chunk_size:06d}.npz"
-        meta_file = cfile.with_suffix(".json")
-        if cfile.exists() and meta_file.exists():
-            meta = json.loads(meta_file.read_text(encoding="utf-8"))
-            if meta.get("paths_in") == [str(p) for p in chunk]:
-                maps, sizes = _load_maps(cfile)
-                out_paths += meta["paths"]
-                out_maps += maps
-                out_sizes.append(sizes)
-                skipped += meta["skipped"]
+    with ThreadPoolExecutor(1, thread_name_prefix="blcf-assign") as assign:
+        for start in range(0, len(paths), chunk_size):
+            chunk = paths[start : start + chunk_size]
+            cfile = None if work is None else work / f"chunk_{start // chunk_size:06d}.npz"
+            meta_file = None if cfile is None else cfile.with_suffix(".json")
+            if cfile is not None and cfile.exists() and meta_file.exists():
+                meta = json.loads(meta_file.read_text(encoding="utf-8"))
+                if meta.get("paths_in") == [str(p) for p in chunk]:
+                    maps, sizes = _load_maps(cfile)
+                    out_paths += meta["paths"]
+                    out_maps += maps
+                    out_sizes.append(sizes)
+                    skipped += meta["skipped"]
+                    if progress:
+                        progress(len(chunk))
+                    continue
+            c_paths, c_futures, c_sizes, c_skipped = [], [], [], []
+            for p, size, x in _stream(chunk, extractor, workers):
+                if isinstance(x, ImageLoadError):
+                    c_skipped.append({"path": str(p), "reason": x.reason})
+                else:
+                    c_futures.append(
+                        assign.submit(encoder.encode_features, _features(extractor, x))
+                    )
+                    c_paths.append(str(p))
+                    c_sizes.append(size)
                 if progress:
-                    progress(len(chunk))
-                continue
-        c_paths, c_maps, c_sizes, c_skipped = [], [], [], []
-        for p in chunk:
-            try:
-                image = load_image(p)
-            except ImageLoadError as exc:
-                log.warning("skipped %s: %s", p, exc.reason)
-                c_skipped.append({"path": str(p), "reason": exc.reason})
-            else:
-                c_maps.append(encoder(image))
-                c_paths.append(str(p))
-                c_sizes.append(image.size)
-            if progress:
-                progress(1)
-        sizes = np.array(c_sizes, dtype=np.int32).reshape(-1, 2)
-        _save_maps(
-            cfile, c_maps, sizes, encoder.codebook.size if hasattr(encoder, "codebook") else 2**32
-        )
-        atomic_write_json(
-            meta_file, {"paths_in": [str(p) for p in chunk], "paths": c_paths, "skipped": c_skipped}
-        )
-        out_paths += c_paths
-        out_maps += c_maps
-        out_sizes.append(sizes)
-        skipped += c_skipped
+                    progress(1)
+            c_maps = [f.result() for f in c_futures]
+            sizes = np.array(c_sizes, dtype=np.int32).reshape(-1, 2)
+            if cfile is not None:
+                _save_maps(cfile, c_maps, sizes, vocab)
+                atomic_write_json(
+                    meta_file,
+                    {"paths_in": [str(p) for p in chunk], "paths": c_paths, "skipped": c_skipped},
+                )
+            out_paths += c_paths
+            out_maps += c_maps
+            out_sizes.append(sizes)
+            skipped += c_skipped
     sizes = np.concatenate(out_sizes) if out_sizes else np.zeros((0, 2), np.int32)
     return out_paths, out_maps, sizes, skipped
 
 
-def _progress_bar(total: int, desc: str):
-    try:
-        from tqdm import tqdm
-    except ImportError:  # pragma: no cover - tqdm is a dependency
-        return None, None
-    bar = tqdm(total=total, desc=desc, unit="img", leave=False)
-    return bar, bar.update
+def _bar(total: int, desc: str):
+    from tqdm import tqdm
 
-
-def load_or_fit_model(
-    paths: Sequence[Path], config: IndexConfig, extractor: LocalFeatureExtractor, work: Path
-) -> Model:
-    """The model checkpoint under ``work`` if a previous run fitted it, else fit and save it."""
-    if (work / "model.npz").exists():
-        log.info("resuming: reusing the codebook fitted by the interrupted build")
-        return Model.load(work, config)
-    model = fit_model(paths, config, extractor)
-    work.mkdir(parents=True, exist_ok=True)
-    model.save(work)
-    return model
-
-
-def build_index(
-    photos: Sequence[Path],
-    out: Path,
-    config: IndexConfig,
-    device: str = "cpu",
-    model: Model | None = None,
-    extractor: LocalFeatureExtractor | None = None,
-    show_progress: bool = False,
-) -> BLCFIndex:
-    """Build (or resume building) an index of ``photos`` in ``out``."""
-    out = Path(out)
-    if (out / MANIFEST).exists():
-        raise IndexFormatError(f"{out} already holds an index; use `index add` or another --out")
-    work = out / "work"
-    work.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(work / "config.json", asdict(config))
-    extractor = extractor or LocalFeatureExtractor(config.features, device=device)
-    if model is None:
-        model = load_or_fit_model(photos, config, extractor, work)
-    encoder = AssignmentEncoder(extractor, model.pca, model.codebook)
-    bar, update = _progress_bar(len(photos), "encoding") if show_progress else (None, None)
-    paths, maps, sizes, skipped = encode_images(
-        photos, encoder, work / "chunks", config.chunk_size, update
-    )
-    if bar is not None:
-        bar.close()
-    index = BLCFIndex(model, paths, maps, sizes, skipped)
-    index.save(out)
-    for f in sorted((work / "chunks").glob("*")):
-        f.unlink()
-    (work / "chunks").rmdir()
-    for f in work.glob("*"):
-        f.unlink()
-    work.rmdir()
-    return index
-
-
-def add_to_index(
-    folder: Path,
-    photos: Sequence[Path],
-    device: str = "cpu",
-    extractor: LocalFeatureExtractor | None = None,
-) -> tuple[BLCFIndex, int, list[dict]]:
-    """Encode new photos with the index's own codebook and append them.
-
-    Returns the index, the number of images added and the photos skipped as unreadable."""
-    index = BLCFIndex.load(folder)
-    known = set(index.paths)
-    new = [p for p in photos if str(p) not in known]
-    extractor = extractor or LocalFeatureExtractor(index.config.features, device=device)
-    encoder = AssignmentEncoder(extractor, index.model.pca, index.model.codebook)
-    paths, maps, sizes, skipped = encode_images(
-        new, encoder, Path(folder) / "work" / "add", index.config.chunk_size
-    )
-    index.add(paths, maps, sizes)
-    index.skipped += skipped
-    index.save(folder)
-    work = Path(folder) / "work"
-    for f in (work / "add").glob("*"):
-        f.unlink()
-    (work / "add").rmdir()
-    work.rmdir()
-    return index, len(paths), skipped
-
-
-def merge_indexes(shards: Sequence[Path], out: Path) -> BLCFIndex:
-    """Concatenate shards built with the same model (``index build --model``) into one index."""
-    if not shards:
-        raise IndexFormatError("nothing to merge")
-    loaded = [BLCFIndex.load(s) for s in shards]
-    first = loaded[0]
-    fp = first.model.fingerprint()
-    for s, idx in zip(shards, loaded):
-        if idx.model.fingerprint() != fp:
-            raise IndexFormatError(
-                f"shard {s} was built with another codebook/backbone than {shards[0]}; shards "
-                "must share one model (build them with --model MODEL_DIR)"
-            )
-    merged = BLCFIndex(first.model, [], [], np.zeros((0, 2), np.int32), [])
-    seen = set()
-    for idx in loaded:
-        keep = [i for i, p in enumerate(idx.paths) if p not in seen]
-        seen.update(idx.paths)
-        merged.add([idx.paths[i] for i in keep], [idx.maps[i] for i in keep], idx.image_sizes[keep])
-        merged.skipped += idx.skipped
-    merged.save(out)
-    return merged
-
-
-def save_model_only(folder: Path, model: Model) -> None:
-    """A model folder for sharded builds: config + PCA + codebook, no images."""
-    folder.mkdir(parents=True, exist_ok=True)
-    model.save(folder)
-    atomic_write_json(
-        folder / "model.json",
-        {
-            "format": "beyondvis-blcf-model",
-            "format_version": FORMAT_VERSION,
-            "model_fingerprint": model.fingerprint(),
-            "config": asdict(model.config),
-        },
-    )
-
-
-def load_model_only(folder: Path) -> Model:
-    folder = Path(folder)
-    if (folder / MANIFEST).exists():  # an index works as a model source too
-        return BLCFIndex.load(folder).model
-    meta_path = folder / "model.json"
-    if not meta_path.exists():
-        raise IndexFormatError(f"{folder} holds neither a model (model.json) nor an index")
-    meta = json.loads(meta_path.read_text(encoding="utf-8"))
-    if meta.get("format_version") != FORMAT_VERSION:
-        raise IndexFormatError(
-            f"{folder}: model format version {meta.get('format_version')}, expected {FORMAT_VERSION}"
-        )
-    model = Model.load(folder, IndexConfig.from_dict(meta["config"]))
-    if model.fingerprint() != meta["model_fingerprint"]:
-        raise IndexFormatError(f"{folder}: model.npz does not match model.json")
-    return model
+    return tqdm(total=total, desc=desc, unit="img", leave=False)

@@ -117,6 +117,9 @@ class Ranking:
     ids: np.ndarray
     scores: np.ndarray
     boxes: dict[int, list[float]]  # image id -> localisation box (pixels), reranked ones only
+    # by image id: shares at least one visual word with the (expanded) query. Unmatched images
+    # all score 0 in the initial search, so their order says nothing.
+    matched: np.ndarray | None = None
 
 
 class BLCFSearcher:
@@ -178,12 +181,14 @@ class BLCFSearcher:
             raise ValueError("the query has no visual words")
         qvec = self.inverted.weight(counts)
         scores = self.inverted.scores_vector(qvec)
+        matched = scores > 0
         order = np.argsort(-scores, kind="stable")
         cells: dict[int, tuple[int, int, int, int]] = {}
         boxes: dict[int, list[float]] = {}
         if cfg.qe == "gqe" and not (cfg.rerank and cfg.qe_after_rerank):
             qvec = self._expand(qvec, order[: cfg.qe_top], "gqe", cells)
             scores = self.inverted.scores_vector(qvec)
+            matched |= scores > 0
             order = np.argsort(-scores, kind="stable")
         if cfg.rerank:
             order, scores, cells = self._rerank(views[0], order, scores, cfg.rerank_config)
@@ -192,8 +197,9 @@ class BLCFSearcher:
             if cfg.qe is not None and cfg.qe_after_rerank:
                 qvec = self._expand(qvec, order[: cfg.qe_top], cfg.qe, cells)
                 scores = self.inverted.scores_vector(qvec)
+                matched |= scores > 0
                 order = np.argsort(-scores, kind="stable")
-        return Ranking(order, scores[order], boxes)
+        return Ranking(order, scores[order], boxes, matched)
 
     def _rerank(
         self, view: QueryView, order: np.ndarray, scores: np.ndarray, rcfg: RerankConfig
