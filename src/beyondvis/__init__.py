@@ -20,6 +20,9 @@ _LAZY = {
     "scan_images": "beyondvis.io",
     "resolve_device": "beyondvis.device",
     "Registry": "beyondvis.registry",
+    "create_rsis_model": "beyondvis.segmentation",
+    "list_rsis_configs": "beyondvis.segmentation",
+    "Segmenter": "beyondvis.segmentation",
     "BLCFIndex": "beyondvis.retrieval.index",
 }
 
