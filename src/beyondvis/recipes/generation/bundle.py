@@ -171,6 +171,32 @@ def detokenize(words: list[str]) -> str:
     return out[:1].upper() + out[1:]
 
 
+def load_card_retriever(folder: str | Path | None = None) -> Any:
+    """The real-recipe retriever of a bundle: the folder's own card-retrieval assets when it
+    has them, the shipped ones for the shipped bundle (``folder`` None or PACKAGE_BUNDLE), else
+    None, as when the assets are not installed: ingredient-only fallback (a user-trained
+    bundle then ranks its own recipes)."""
+    from beyondvis.recipes.card_retrieval import (
+        MANIFEST,
+        PACKAGE_ASSETS,
+        RecipeRetriever,
+        RetrievalAssetError,
+    )
+
+    if folder is not None and (Path(folder) / MANIFEST).is_file():
+        source = Path(folder)
+    elif folder is None or Path(folder).resolve() == PACKAGE_BUNDLE.resolve():
+        source = PACKAGE_ASSETS
+    else:
+        return None
+    if not (source / MANIFEST).is_file():
+        return None
+    try:
+        return RecipeRetriever.load(source)
+    except RetrievalAssetError as exc:
+        raise BundleError(str(exc)) from exc
+
+
 class CookModel:
     """Photo -> ingredients (set predictor) -> title + steps (decoder) + closest real recipes."""
 
@@ -215,6 +241,8 @@ class CookModel:
         self.retrieval_titles: list[str] = meta["titles"]
         ids = np.load(folder / "retrieval_ingredients.npy", allow_pickle=False)
         self._build_retrieval(ids)
+        self.card_retriever = load_card_retriever(folder)  # None: ingredient-only fallback
+        self.retrieve_k = 3  # default number of real recipes on the card
         self.unk_id = self.itos.index("<unk>") if "<unk>" in self.itos else None
         from beyondvis.recipes.generation.constraints import DecodingRules, free_token_ids
         from beyondvis.recipes.ingredients import STAPLES
@@ -236,7 +264,18 @@ class CookModel:
         norms = np.linalg.norm(weighted, axis=1, keepdims=True)
         self.retrieval_matrix = weighted / np.maximum(norms, 1e-8)
 
-    def retrieve(self, probs: np.ndarray, k: int = 3) -> list[dict[str, Any]]:
+    def retrieve(
+        self, probs: np.ndarray, k: int | None = None, feature_map: Tensor | None = None
+    ) -> list[dict[str, Any]]:
+        """The ``k`` (default ``retrieve_k``) closest real recipes. With the card-retrieval
+        assets (``beyondvis.recipes.card_retrieval``): Recipes I joint image embedding of
+        ``feature_map`` + predicted ingredients; dicts with id, title, score, source, licence
+        and, where the licence allows, ingredients and instructions. Else by ingredients only."""
+        k = self.retrieve_k if k is None else k
+        if self.card_retriever is not None:
+            pooled = None if feature_map is None else feature_map.float().mean(dim=(2, 3))
+            pooled = None if pooled is None else pooled[0].cpu().numpy()
+            return self.card_retriever.search(pooled, probs, self.ingredient_names, k)
         query = probs.astype(np.float32) * self.idf
         query /= max(float(np.linalg.norm(query)), 1e-8)
         scores = self.retrieval_matrix @ query
@@ -311,7 +350,7 @@ class CookModel:
             title=title,
             ingredients=self.card_ingredients(labels, probs),
             instructions=text,
-            retrieved=self.retrieve(probs),
+            retrieved=self.retrieve(probs, feature_map=fmap),
             timings={"features": t1 - t0, "ingredients": t2 - t1, "decode": t3 - t2},
         )
         result.timings["retrieval"] = time.perf_counter() - t3
