@@ -139,13 +139,17 @@ def test_train_eval_tune_table(tmp_path, capsys):
     spec = tmp_path / "table.yaml"
     spec.write_text(
         f"base: {config}\nout_dir: {tmp_path / 'table'}\nseeds: [0, 1]\n"
-        "overrides: ['train.epochs=1']\nmodels:\n  ff_bce: []\n  tf_set: []\n"
+        "overrides: ['train.epochs=1']\nmodels:\n  ff_bce: []\n"
+        f"  tf_set: {{config: {config}, overrides: []}}\nprobe: [plain]\n"
     )
     assert main(["sets", "table", "--spec", str(spec)]) == 0
     table = capsys.readouterr().out
     rows = [line for line in table.splitlines() if line.startswith("| ") and "rank" not in line]
-    assert {row.split("|")[2].strip() for row in rows} == {"ff_bce", "tf_set"}
-    assert all(row.count("(") == 5 and row.split("|")[-3].strip() == "2" for row in rows)
+    names = {row.split("|")[2].strip() for row in rows}
+    probe = [n for n in names if n.startswith("linear probe (C=")]
+    assert names - set(probe) == {"ff_bce", "tf_set"} and len(probe) == 1
+    models = [row for row in rows if "linear probe" not in row]
+    assert all(row.count("(") == 5 and row.split("|")[-3].strip() == "2" for row in models)
     assert (tmp_path / "table" / "f1_by_cardinality.png").is_file()
 
 

@@ -109,7 +109,9 @@ def _eval(*args, capsys):
 
 
 def test_eval_root_without_training_data_and_multicrop_cache(tmp_path, capsys):
-    config, data = _config(tmp_path, encoder={"cache_views": 2, "augment": "rrc"})
+    config, data = _config(
+        tmp_path, encoder={"cache_views": 2, "augment": "rrc", "pool_features": True}
+    )
     trained = _train(config, "model.name=ff_bce_c", capsys=capsys)
     ckpt = trained["best_checkpoint"]
     views = sorted(p.name for p in (tmp_path / "cache").glob("*/train_rrc*"))
@@ -212,3 +214,19 @@ def test_tune_resumes_and_reports_cpu_time(tmp_path, capsys):
     # Nothing left to do: a rerun trains no new trial.
     assert main([*args, "--trials", "3"]) == 0
     assert json.loads(capsys.readouterr().out)["trials"] == summary["trials"]
+
+
+def test_packaged_tuned_configs_load_from_anywhere(tmp_path, monkeypatch, capsys):
+    from beyondvis.sets.experiment import load_sets_config, packaged_configs
+    from beyondvis.sets.multiseed import load_table_spec
+
+    monkeypatch.chdir(tmp_path)  # packaged names do not depend on the working directory
+    spec = load_table_spec("miml_tuned_table")
+    names = packaged_configs()
+    assert "miml_tuned_table" in names
+    for model, config in spec.configs.items():
+        assert config in names
+        cfg = load_sets_config(config)
+        assert cfg.model.name == model and cfg.encoder.cache_views > 0
+    assert main(["sets", "configs"]) == 0
+    assert "miml/ff_bce_c" in capsys.readouterr().out

@@ -30,7 +30,6 @@ def register(subparsers) -> None:
     e = sub.add_parser(
         "eval",
         help="score a checkpoint on its own split, or on any folder in a dataset layout (--root)",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     e.add_argument("--checkpoint", type=Path, required=True, help="best.pt / last.pt of a run")
     e.add_argument(
@@ -49,7 +48,7 @@ def register(subparsers) -> None:
         choices=["train", "val", "test", "all"],
         help="split to score (default: test; with --root: all images of the folder)",
     )
-    e.add_argument("--device", default="cpu", help="cpu | cuda | auto")
+    e.add_argument("--device", default="cpu", help="cpu | cuda | auto (default: cpu)")
     e.add_argument("--json", action="store_true", help="print the metrics as JSON")
     e.add_argument("--plot", type=Path, help="write the I-F1 vs cardinality plot (PNG/PDF)")
     e.add_argument("--threads", type=int, help=threads_help)
@@ -69,7 +68,7 @@ def register(subparsers) -> None:
     u.add_argument("--seed", type=int, default=0, help="sampler seed and every trial's seed")
     u.add_argument("--timeout", type=float, help="stop starting trials after this many seconds")
     u.add_argument("--save-config", type=Path, help="also write the best config here")
-    u.add_argument("--threads", type=int, help=threads_help)
+    u.add_argument("--threads", type=int, help="torch CPU threads (None: torch's choice)")
     u.set_defaults(func=cmd_tune)
 
     b = sub.add_parser(

@@ -238,6 +238,10 @@ def tune(
     atomic_write_json(out / "best.json", summary)
     best_cfg = _trial_config(base_dict, best_params, None, base.train.seed)
     best_cfg.train.epochs = int(math.ceil(max_epochs))
+    # Trials ran without early stopping (Hyperband decided); the tuned config keeps the base
+    # config's patience so a full run stops once validation O-F1 stalls (best.pt is chosen on
+    # validation O-F1 either way, like the trials' objective).
+    best_cfg.train.early_stopping_patience = base.train.early_stopping_patience
     best_cfg.train.out_dir = f"runs/sets/tuned/{base.model.name}"
     text = _config_yaml(best_cfg, summary)
     with atomic_write(out / "best_config.yaml", "w") as handle:
