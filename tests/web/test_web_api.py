@@ -243,3 +243,33 @@ def test_server_without_index_explains_how_to_get_one(cook_service):
         r = c.post("/api/cook", files={"photo": ("x.jpg", food_jpeg(), "image/jpeg")})
         assert r.status_code == 503
         assert 'data-enabled="0"' in c.get("/search").text
+
+
+def test_model_pool_answers_busy_and_gives_up_late_requests():
+    import threading
+
+    import pytest
+
+    from beyondvis.web.services import ComputePool, ServiceError
+
+    gate = threading.Event()
+    pool = ComputePool(workers=1, max_queue=1, timeout=0.3)
+
+    async def go():
+        running = asyncio.ensure_future(pool.run(lambda: gate.wait(10)))
+        queued = asyncio.ensure_future(pool.run(lambda: 1))
+        await asyncio.sleep(0.05)
+        with pytest.raises(ServiceError) as busy:
+            await pool.run(lambda: 2)
+        assert busy.value.status == 503 and "busy" in str(busy.value)
+        for task in (running, queued):
+            with pytest.raises(ServiceError) as late:
+                await task
+            assert late.value.status == 504 and "longer than" in str(late.value)
+
+    try:
+        asyncio.run(go())
+        assert pool.pending == 1  # the queued one was dropped, the running one goes on alone
+    finally:
+        gate.set()
+        pool.close()

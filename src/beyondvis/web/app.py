@@ -37,7 +37,13 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 
 from beyondvis.web.limits import BodyLimitMiddleware, BodyTimeout, BodyTooLarge
-from beyondvis.web.services import ComputePool, CookService, SearchService, ServiceError
+from beyondvis.web.services import (
+    DECODES,
+    ComputePool,
+    CookService,
+    SearchService,
+    ServiceError,
+)
 
 HEALTH_FORMAT = "beyondvis-web-health"
 STATIC = {  # the only files the static route serves, by exact name
@@ -203,6 +209,8 @@ def create_app(
         form = await read_form(request)
         data, name = await read_photo(form)
         decode = _field(form, "decode") or None
+        if decode is not None and decode not in DECODES:
+            raise ServiceError(f"unknown decoding {decode!r}; choose from {', '.join(DECODES)}")
         seed = _int(_field(form, "seed") or "0", "seed", 0, 2**31 - 1)
         t0 = time.perf_counter()
         image = await pool.run(lambda: _decode(data, config.max_pixels))

@@ -43,8 +43,9 @@ class ComputePool:
     """Runs model work on ``workers`` threads with at most ``max_queue`` requests waiting."""
 
     def __init__(self, workers: int = 1, max_queue: int = 64, timeout: float = 120.0) -> None:
+        self.workers = max(1, workers)
         self.executor = concurrent.futures.ThreadPoolExecutor(
-            max_workers=max(1, workers), thread_name_prefix="beyondvis-web"
+            max_workers=self.workers, thread_name_prefix="beyondvis-web"
         )
         self.max_queue = max_queue
         self.timeout = timeout
@@ -57,7 +58,7 @@ class ComputePool:
 
     async def run(self, fn: Callable[[], Any]) -> Any:
         with self._lock:
-            if self._pending >= self.max_queue + self.executor._max_workers:
+            if self._pending >= self.max_queue + self.workers:
                 raise ServiceError(
                     f"the server is busy ({self._pending} requests in line); try again shortly",
                     503,
