@@ -169,7 +169,7 @@ def test_summarize_recipe1m_style_cards():
     # steps naming one of their card's predicted ingredients: 3 of card 1, 1 of card 2
     assert s["naming_a_predicted_ingredient"] == {"share": 4 / 5, "count": 4}
     assert s["distinct_4gram_ratio"] == pytest.approx(6 / 6)  # only card 2's step has 4-grams
-    assert out["seconds_per_card"] == {"mean": 1.0, "median": 1.0}
+    assert out["seconds_per_card"] == {"mean": 1.0, "median": 1.0, "cpu_mean": 0.0}
 
 
 def test_summarize_food101_style_cards():
