@@ -45,3 +45,18 @@ def test_add_equals_building_at_once():
 def test_query_with_unknown_words_only_scores_zero():
     index = InvertedIndex.from_bows(sp.csr_matrix(np.eye(3, 5, dtype=np.float32)))
     assert not index.scores(np.array([0, 0, 0, 0, 1.0])).any()
+
+
+def test_pruned_query_keeps_its_heaviest_words_and_float16_postings():
+    rng = np.random.default_rng(3)
+    maps = [rng.integers(0, 200, (8, 8)) for _ in range(40)]
+    index = InvertedIndex.from_bows(bow_matrix(maps, 200))
+    assert index.data.dtype == np.float16 and index.indices.dtype == np.uint32
+    assert index.nbytes == 6 * index.indices.size
+    q = index.weight(bow(maps[7], 200))
+    p = InvertedIndex.prune(q, 10)
+    assert np.count_nonzero(p) == 10 and np.isclose(np.linalg.norm(p), 1.0)
+    assert np.allclose(np.sort(q[np.flatnonzero(p)]), np.sort(q)[-10:])  # ties may swap words
+    assert InvertedIndex.prune(q, None) is q
+    ids, _ = index.search(bow(maps[7], 200), top_k=1, max_words=10)
+    assert ids[0] == 7

@@ -92,6 +92,7 @@ def register(subparsers) -> None:
         "--stages",
         help="comma list of stage rows to run, e.g. 'GS,LS,GS + R,LS + R' (default: all 12)",
     )
+    _add_max_words(e)
     e.add_argument("--rerank-top", type=int, default=100)
     e.add_argument("--no-aspect-filter", action="store_true")
     e.add_argument("--no-pyramid", action="store_true")
@@ -118,6 +119,7 @@ def register(subparsers) -> None:
         "--mode", choices=["gs", "ls", "ws"], help="default: ls with a box/mask, else gs"
     )
     s.add_argument("--no-rerank", action="store_true", help="skip local reranking (no boxes)")
+    _add_max_words(s)
     s.add_argument("--rerank-top", type=int, default=100)
     s.add_argument("--no-aspect-filter", action="store_true")
     s.add_argument("--no-pyramid", action="store_true")
@@ -148,6 +150,16 @@ def _add_threads(p: argparse.ArgumentParser) -> None:
         type=int,
         help="CPU threads for the backbone and FAISS (default: library default; use 1 on a "
         "shared machine, where oversubscribed thread pools slow everything down)",
+    )
+
+
+def _add_max_words(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--max-words",
+        type=int,
+        default=100,
+        help="query words looked up in the inverted index, those of largest tf-idf weight "
+        "(0 = all; reranking uses all) (default: 100)",
     )
 
 
@@ -472,6 +484,7 @@ def cmd_search(args) -> int:
             qe=args.qe,
             qe_top=args.qe_top,
             centre_prior=index.config.centre_prior,
+            max_words=args.max_words or None,
         )
     )
     views = _guard(lambda: index.views(image, box=box, mask=mask, augment=args.augment))
@@ -560,7 +573,7 @@ def cmd_evaluate(args) -> int:
         print("\nBoW vs pooling (mAP)\n" + _markdown(rows, ["method", "mode", "map"]))
     if "stages" in tables:
         only = None if not args.stages else [t.strip() for t in args.stages.split(",")]
-        rows = _guard(lambda: stage_table(bench, rcfg, args.qe_top, only))
+        rows = _guard(lambda: stage_table(bench, rcfg, args.qe_top, only, args.max_words or None))
         out["stages"] = rows
         print("\nPipeline stages (mAP)\n" + _markdown(rows, ["stage", "map", "map_qaug"]))
     if "localisation" in tables:

@@ -236,6 +236,7 @@ def stage_table(
     rerank: RerankConfig,
     qe_top: int = 10,
     only: list[str] | None = None,
+    max_words: int | None = 100,
 ) -> list[dict]:
     known = [label for label, _ in STAGES]
     unknown = sorted(set(only or []) - set(known))
@@ -246,7 +247,11 @@ def stage_table(
         if only is not None and label not in only:
             continue
         cfg = SearchConfig(
-            rerank_config=rerank, qe_top=qe_top, centre_prior=bench.config.centre_prior, **kw
+            rerank_config=rerank,
+            qe_top=qe_top,
+            centre_prior=bench.config.centre_prior,
+            max_words=max_words,
+            **kw,
         )
         rows.append(
             {

@@ -114,6 +114,23 @@ class InvertedIndex:
         norm = float(np.linalg.norm(vec))
         return vec / norm if norm > 0 else vec
 
+    @staticmethod
+    def prune(q: np.ndarray, max_words: int | None) -> np.ndarray:
+        """Keep the ``max_words`` largest tf-idf weights of a query vector, renormalised.
+
+        The words dropped are those of lowest tf x idf: mostly frequent words, whose long
+        posting lists are most of a query's cost while their low idf adds little to a cosine
+        (the stop-word lists of text retrieval and of Sivic & Zisserman's Video Google).
+        """
+        nz = np.flatnonzero(q)
+        if max_words is None or nz.size <= max_words:
+            return q
+        keep = nz[np.argpartition(-q[nz], max_words - 1)[:max_words]]
+        out = np.zeros_like(q)
+        out[keep] = q[keep]
+        norm = float(np.linalg.norm(out))
+        return out / norm if norm > 0 else out
+
     def scores(self, counts: np.ndarray) -> np.ndarray:
         """Cosine similarity of a dense query BoW against every image (dense (n_images,))."""
         return self.scores_vector(self.weight(counts))
@@ -136,9 +153,11 @@ class InvertedIndex:
         )
         return (dots / self.norms).astype(np.float32)
 
-    def search(self, counts: np.ndarray, top_k: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def search(
+        self, counts: np.ndarray, top_k: int | None = None, max_words: int | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Image ids sorted by decreasing cosine similarity, and their scores."""
-        s = self.scores(counts)
+        s = self.scores_vector(self.prune(self.weight(counts), max_words))
         if top_k is None or top_k >= s.size:
             order = np.argsort(-s, kind="stable")
         else:
