@@ -148,6 +148,10 @@ class StepState:
     def reorder(self, rows: Sequence[int] | np.ndarray) -> None:
         """Keep rows ``rows`` of the word caches (beam search moves hypotheses)."""
         index = np.asarray(rows, dtype=np.int64)
+        if np.array_equal(index, np.arange(len(index))) and all(
+            len(index) == p.shape[0] for p in self.past
+        ):
+            return  # every beam kept its row: no copy
         self.past = [p[index] for p in self.past]
 
     def repeat(self, n: int) -> None:
@@ -157,23 +161,36 @@ class StepState:
 
 
 class OrtNetworks:
-    """ONNX Runtime sessions of the exported image model, decoder init and decoder step."""
+    """ONNX Runtime sessions of the exported image model, decoder init and decoder step.
+
+    ``threads`` (None: ONNX Runtime's default, one per core) are the image model's intra-op
+    threads. The decoder runs on one thread whatever ``threads`` says: its ops are far too
+    small to split (a step is ~2 ms of CPU), and a second thread doubled the CPU time per step
+    for no gain in wall time on this 2-core machine. Idle threads sleep instead of spinning, so
+    a busy shared machine does not pay for them.
+    """
 
     def __init__(
         self, files: Mapping[str, bytes], manifest: Mapping[str, Any], threads: int | None = None
     ) -> None:
         import onnxruntime as ort
 
-        options = ort.SessionOptions()
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        if threads is not None:
-            options.intra_op_num_threads = int(threads)
-            options.inter_op_num_threads = 1
-        options.log_severity_level = 3
+        def options(n: int | None) -> Any:
+            opts = ort.SessionOptions()
+            opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+            if n is not None:
+                opts.intra_op_num_threads = int(n)
+            opts.inter_op_num_threads = 1
+            opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+            opts.log_severity_level = 3
+            return opts
+
         providers = ["CPUExecutionProvider"]
         self.manifest = dict(manifest)
         self.sessions = {
-            name: ort.InferenceSession(files[name], options, providers=providers)
+            name: ort.InferenceSession(
+                files[name], options(threads if name == IMAGE_MODEL else 1), providers=providers
+            )
             for name in ONNX_FILES
         }
         self.memory_names: list[str] = list(manifest["memory_names"])
@@ -555,7 +572,8 @@ class OrtCookModel:
         meta = json.loads((folder / "retrieval.json").read_text(encoding="utf-8"))
         self.retrieval_ids: list[str] = meta["ids"]
         self.retrieval_titles: list[str] = meta["titles"]
-        self._build_retrieval(np.load(folder / "retrieval_ingredients.npy", allow_pickle=False))
+        # The ingredient index is built on first use: with the real-recipe assets it is unused.
+        self.retrieval_matrix: np.ndarray | None = None
         self.card_retriever = load_card_retriever()  # None: ingredient-only fallback
         self.retrieve_k = 3  # default number of real recipes on the card
 
@@ -608,6 +626,9 @@ class OrtCookModel:
         if self.card_retriever is not None:
             pooled = None if feature_map is None else feature_map[0].mean(axis=(1, 2))
             return self.card_retriever.search(pooled, probs, self.ingredient_names, k)
+        if self.retrieval_matrix is None:
+            ids = np.load(self.folder / "retrieval_ingredients.npy", allow_pickle=False)
+            self._build_retrieval(ids)
         query = probs.astype(np.float32) * self.idf
         query /= max(float(np.linalg.norm(query)), 1e-8)
         scores = self.retrieval_matrix @ query
