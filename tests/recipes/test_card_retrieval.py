@@ -114,6 +114,18 @@ def test_ingredients_as_second_signal(tmp_path: Path) -> None:
     combined = r.scores(photo, probs, names, weight=0.5)
     expected = 0.5 * r.image_scores(photo) + 0.5 * r.ingredient_scores(probs, names)
     np.testing.assert_allclose(combined, expected, rtol=1e-6)
+    # the sparse scoring equals the dense idf-weighted cosine
+    dense = np.zeros((len(RECIPES), len(NAMES)))
+    for row, (_, _, _, ingr, _) in enumerate(RECIPES):
+        dense[row, [NAMES.index(n) for n in ingr]] = 1.0
+    idf = np.log((1 + len(RECIPES)) / (1 + dense.sum(0))) + 1.0
+    dense *= idf
+    dense /= np.linalg.norm(dense, axis=1, keepdims=True)
+    query = np.zeros(len(NAMES))
+    query[[NAMES.index("paprika"), NAMES.index("beef"), NAMES.index("apple")]] = [0.9, 0.9, 0.0]
+    query *= idf
+    query /= np.linalg.norm(query)
+    np.testing.assert_allclose(r.ingredient_scores(probs, names), dense @ query, rtol=1e-5)
     assert r.column_of("white pepper") == -1
     assert r.column_of("Granny-Smith apple") == NAMES.index("apple")
     assert r.column_of("apples") == NAMES.index("apple")
@@ -190,3 +202,16 @@ def test_shipped_assets_load_when_present() -> None:
     assert len(r) > 10_000
     top = r.search(np.zeros(r.head.image_dim, dtype=np.float32), k=3)
     assert len(top) == 3 and all({"id", "title", "source", "licence"} <= set(d) for d in top)
+
+
+def test_cook_bundle_picks_its_retriever(tmp_path: Path) -> None:
+    from beyondvis.recipes.generation.bundle import BundleError, load_card_retriever
+
+    user_bundle = tmp_path / "user_bundle"
+    user_bundle.mkdir()
+    assert load_card_retriever(user_bundle) is None  # ranks its own recipes (fallback index)
+    write_assets(tmp_path / "with_assets")
+    assert len(load_card_retriever(tmp_path / "with_assets")) == len(RECIPES)
+    (tmp_path / "with_assets" / "image_head.npz").write_bytes(b"broken")
+    with pytest.raises(BundleError, match="image_head.npz: SHA-256"):
+        load_card_retriever(tmp_path / "with_assets")
