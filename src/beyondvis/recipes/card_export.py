@@ -39,7 +39,6 @@ from beyondvis.recipes.card_retrieval import (
     file_sha256,
     source_key,
 )
-from beyondvis.recipes.features import MAX_INGREDIENTS
 from beyondvis.recipes.metrics import rank_metrics
 from beyondvis.utils import atomic_write_bytes, atomic_write_json
 
@@ -107,7 +106,7 @@ def export_assets(
     import torch
 
     from beyondvis.data.recipe1m import read_recipes_jsonl
-    from beyondvis.recipes.features import RecipeFeatures
+    from beyondvis.recipes.features import MAX_INGREDIENTS, RecipeFeatures
     from beyondvis.recipes.ingredients import IngredientVocabulary
     from beyondvis.recipes.train import embed_recipes, load_joint
 
@@ -507,7 +506,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--food101-features",
         default=None,
-        help="features of 'food101-features' for weak pairs (default: none)",
+        help="features written by food101-features, for weak pairs (None: no weak pairs)",
     )
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     for name in ("export", "evaluate"):
@@ -517,7 +516,7 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument(
             "--assets", default=str(PACKAGE_ASSETS), help="asset folder to write / measure"
         )
-        p.add_argument("--bundle", default=None, help="cook model bundle (default: shipped)")
+        p.add_argument("--bundle", default=None, help="cook model bundle (None: the shipped one)")
         p.add_argument("--json", default=None, help="also write the measurements to this file")
         p.add_argument(
             "--food101",
@@ -530,7 +529,7 @@ def main(argv: list[str] | None = None) -> int:
             p.add_argument(
                 "--provenance",
                 default=None,
-                help="provenance.jsonl (default: ROOT/provenance.jsonl)",
+                help="provenance.jsonl (None: ROOT/provenance.jsonl)",
             )
             p.add_argument("--train-command", default="", help="recorded in the manifest")
     args = parser.parse_args(argv)
