@@ -12,7 +12,7 @@ last step, for T = 1, 2, 4, 8, 16, 32: the decoder is recurrent, so cost grows l
 number of objects while the encoder runs once.
 
 Each measurement runs in a fresh subprocess; peak memory = the process's peak RSS (VmHWM,
-reset after building the model) minus its RSS at that moment (CPU), or
+reset after building the model, before the first pass) minus its RSS at that moment (CPU), or
 ``torch.cuda.max_memory_allocated`` (CUDA). Inputs and masks are random: this measures compute.
 """
 
@@ -82,11 +82,13 @@ def measure(kind: str, size: int, steps: int, batch: int, hidden: int, layers: i
         if dev.type == "cuda":
             torch.cuda.synchronize()
 
-    run()  # warm-up
+    # Peak memory counts from before the first run, so the allocations of the first pass (which
+    # later passes reuse from the allocator) are in it.
     if dev.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
     _reset_peak()
     base = _status_kib("VmRSS")
+    run()  # warm-up
     runs, start = 0, time.perf_counter()
     while True:
         run()

@@ -65,6 +65,15 @@ def test_train_eval_export_predict(tmp_path, capsys):
         assert key in report
     assert (tmp_path / "err.png").stat().st_size > 0
 
+    assert (
+        main(
+            ["rsis", "tune-stop", "--checkpoint", str(best), "--json", "--thresholds", "0.2", "0.6"]
+        )
+        == 0
+    )
+    sweep = json.loads(capsys.readouterr().out)
+    assert [r["stop_threshold"] for r in sweep["sweep"]] == [0.2, 0.6] and "sbd" in sweep["best"]
+
     bundle = tmp_path / "model.pt"
     assert main(["rsis", "export", "--checkpoint", str(best), "--out", str(bundle)]) == 0
     meta = json.loads(capsys.readouterr().out)

@@ -47,7 +47,7 @@ def test_overfit_few_images():
         opt.zero_grad()
         res["loss"].backward()
         opt.step()
-        first = first if first is not None else float(res["loss"])
+        first = first if first is not None else float(res["loss"].detach())
     assert float(res["loss"]) < 0.4 * first
     assert float(res["mask"]) < 0.7  # soft masks; thresholded ones are checked below
     model.eval()

@@ -72,10 +72,40 @@ def register(subparsers) -> None:
     add_device_argument(r)
     r.set_defaults(func=cmd_predict)
 
+    s = sub.add_parser(
+        "tune-stop", help="SBD and |DiC| on the validation split for a range of stop thresholds"
+    )
+    s.add_argument("--checkpoint", type=Path, required=True, help="best.pt / last.pt of a run")
+    s.add_argument(
+        "--split", default="val", choices=["train", "val", "test"], help="(default: %(default)s)"
+    )
+    s.add_argument(
+        "--thresholds",
+        type=float,
+        nargs="+",
+        default=[0.05 * i for i in range(1, 20)],
+        help="stop thresholds to try (default: 0.05, 0.10, ..., 0.95)",
+    )
+    s.add_argument(
+        "--pick",
+        default="sbd",
+        choices=["sbd", "abs_dic"],
+        help="what the best threshold maximises (sbd) or minimises (abs_dic) (default: %(default)s)",
+    )
+    s.add_argument("--json", action="store_true", help="print the sweep as JSON")
+    s.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
+    add_device_argument(s)
+    s.set_defaults(func=cmd_tune_stop)
+
     x = sub.add_parser("export", help="checkpoint -> float16 model bundle for predict")
     x.add_argument("--checkpoint", type=Path, required=True, help="training checkpoint (best.pt)")
     x.add_argument("--out", type=Path, required=True, help="bundle file to write (.pt)")
     x.add_argument("--info", type=Path, help="JSON file of notes (e.g. test metrics) to embed")
+    x.add_argument(
+        "--stop-threshold",
+        type=float,
+        help="stop threshold stored in the bundle (default: the config's)",
+    )
     x.set_defaults(func=cmd_export)
 
     d = sub.add_parser("data", help="split sizes and objects per image of a config's dataset")
@@ -260,6 +290,54 @@ def _expand(items: list[Path]) -> list[Path]:
     return out
 
 
+def cmd_tune_stop(args: argparse.Namespace) -> int:
+    from beyondvis.data.instance_seg import InstanceDataError
+    from beyondvis.device import resolve_device
+    from beyondvis.engine import CheckpointError
+    from beyondvis.segmentation import experiment as ex
+    from beyondvis.segmentation.data import ViewDataset
+
+    _threads(args)
+    if not args.checkpoint.is_file():
+        raise CLIError(f"checkpoint not found: {args.checkpoint}")
+    try:
+        model, cfg, _ = ex.model_from_checkpoint(args.checkpoint)
+        splits = ex.read_splits(cfg.data)
+    except (CheckpointError, ValueError, KeyError, InstanceDataError) as exc:
+        raise CLIError(f"cannot load {args.checkpoint}: {exc}") from None
+    records = splits.split(args.split)
+    if not records:
+        raise CLIError(f"the {args.split} split of {splits.name} is empty")
+    cfg.train.progress = sys.stderr.isatty()
+    device = resolve_device(args.device)
+    if model.encoder is None:  # frozen encoder: reuse (or build) the cached maps of the split
+        backbone = ex.build_backbone(cfg.encoder)
+        data = ex.cache_views(cfg, records, args.split, backbone, augment=False)
+    else:
+        pre = model.encoder.preprocess
+        views = ViewDataset(records, cfg.data.image_size, None, mean=pre.mean, std=pre.std)
+        data = ex._SafeViews(views)
+    rows = ex.stop_threshold_sweep(cfg, model.to(device), data, device, list(args.thresholds))
+    if args.pick == "sbd":
+        best = max(rows, key=lambda r: r["sbd"])
+    else:
+        best = min(rows, key=lambda r: (r["abs_dic"], -r["sbd"]))
+    out = {"format": "beyondvis.rsis.tune-stop/1", "checkpoint": str(args.checkpoint),
+           "split": args.split, "config_stop_threshold": cfg.inference.stop_threshold,
+           "best": best, "sweep": rows}  # fmt: skip
+    if args.json:
+        print_json(out)
+    else:
+        print(f"{'threshold':>9}  {'SBD':>6}  {'DiC':>6}  {'|DiC|':>6}")
+        for r in rows:
+            mark = "  <- best" if r is best else ""
+            print(
+                f"{r['stop_threshold']:9.2f}  {100 * r['sbd']:6.1f}  {r['dic']:+6.2f}  "
+                f"{r['abs_dic']:6.2f}{mark}"
+            )
+    return 0
+
+
 def cmd_export(args: argparse.Namespace) -> int:
     from beyondvis.engine import CheckpointError
     from beyondvis.segmentation.experiment import export_bundle
@@ -271,7 +349,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         except (OSError, json.JSONDecodeError) as exc:
             raise CLIError(f"cannot read {args.info}: {exc}") from None
     try:
-        meta = export_bundle(args.checkpoint, args.out, info)
+        meta = export_bundle(args.checkpoint, args.out, info, args.stop_threshold)
     except (CheckpointError, ValueError, KeyError, FileNotFoundError) as exc:
         raise CLIError(f"cannot export {args.checkpoint}: {exc}") from None
     meta["out"] = str(args.out)

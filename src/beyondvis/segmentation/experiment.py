@@ -464,6 +464,53 @@ def evaluate_dataset(
     return metrics
 
 
+def stop_threshold_sweep(
+    cfg: RSISConfig,
+    model: RSIS,
+    data: Dataset,
+    device: torch.device,
+    thresholds: list[float],
+) -> list[dict[str, float]]:
+    """SBD and DiC on ``data`` for every stop threshold, from one decoding pass per batch.
+
+    Each image is decoded for ``inference.max_steps`` steps once; a threshold keeps the steps
+    before the first stop score below it (the rule of :meth:`RSIS.predict`).
+    """
+    from beyondvis.engine import move_to_device
+    from beyondvis.segmentation.metrics import symmetric_best_dice
+
+    per_image: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+    loader = DataLoader(data, batch_size=cfg.inference.eval_batch_size, collate_fn=collate_views)
+    model.eval()
+    with torch.no_grad():
+        for batch in loader:
+            batch = move_to_device(batch, device)
+            out = model(batch.inputs, steps=cfg.inference.max_steps)
+            probs = torch.sigmoid(out["mask_logits"])
+            masks = (probs >= cfg.inference.mask_threshold).cpu().numpy()
+            stops = torch.sigmoid(out["stop_logits"]).cpu().numpy()
+            for b in range(len(batch.counts)):
+                n = int(batch.counts[b])
+                per_image.append((masks[b], stops[b], batch.masks[b, :n].cpu().numpy() > 0.5))
+    rows = []
+    for thr in thresholds:
+        sbd, dic = [], []
+        for masks, stops, gt in per_image:
+            below = np.nonzero(stops < thr)[0]
+            k = int(below[0]) if len(below) else len(stops)
+            sbd.append(symmetric_best_dice(masks[:k], gt))
+            dic.append(k - len(gt))
+        rows.append(
+            {
+                "stop_threshold": float(thr),
+                "sbd": float(np.mean(sbd)),
+                "dic": float(np.mean(dic)),
+                "abs_dic": float(np.mean(np.abs(dic))),
+            }
+        )
+    return rows
+
+
 def checkpoint_extra(prepared: Prepared) -> dict[str, Any]:
     return {
         "rsis_config": config_to_dict(prepared.config),
@@ -671,7 +718,10 @@ def _digest(state: dict[str, torch.Tensor]) -> str:
 
 
 def export_bundle(
-    checkpoint: str | Path, out: str | Path, extra_info: dict[str, Any] | None = None
+    checkpoint: str | Path,
+    out: str | Path,
+    extra_info: dict[str, Any] | None = None,
+    stop_threshold: float | None = None,
 ) -> dict[str, Any]:
     """Decoder weights (float16), model config, classes and inference settings in one file.
 
@@ -690,7 +740,11 @@ def export_bundle(
         "classes": list(extra.get("classes", [])),
         "dataset": extra.get("dataset", cfg.data.dataset),
         "image_size": cfg.data.image_size,
-        "inference": config_to_dict(cfg.inference),
+        "inference": config_to_dict(
+            cfg.inference
+            if stop_threshold is None
+            else dataclasses.replace(cfg.inference, stop_threshold=stop_threshold)
+        ),
         "state": state,
         "sha256": _digest(state),
         "info": dict(extra_info or {}),

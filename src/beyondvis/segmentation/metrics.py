@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import os
 from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
@@ -282,12 +283,14 @@ def plot_error_analysis(report: dict[str, Any], path: str) -> None:
 
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
     steps = report["iou_by_step"]
-    axes[0].bar(list(steps), list(steps.values()), color="tab:blue")
+    axes[0].bar(range(len(steps)), list(steps.values()), color="tab:blue")
+    axes[0].set_xticks(range(len(steps)), list(steps))
     axes[0].set_xlabel("time step")
     axes[0].set_ylabel("mean IoU of the matched object")
     axes[0].set_ylim(0, 1)
     sizes = report["iou_by_size"]
-    axes[1].bar(list(sizes), list(sizes.values()), color="tab:green")
+    axes[1].bar(range(len(sizes)), list(sizes.values()), color="tab:green")
+    axes[1].set_xticks(range(len(sizes)), list(sizes))
     axes[1].set_xlabel("object size (% of the image)")
     axes[1].set_ylabel("mean IoU (0 = missed)")
     axes[1].set_ylim(0, 1)
@@ -296,3 +299,4 @@ def plot_error_analysis(report: dict[str, Any], path: str) -> None:
     with atomic_write(path, "wb") as handle:
         fig.savefig(handle, format="pdf" if suffix == "pdf" else "png", dpi=120)
     plt.close(fig)
+    os.chmod(path, 0o644)  # a user's output, not a private temporary file

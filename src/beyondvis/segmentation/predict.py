@@ -176,5 +176,6 @@ class Segmenter:
             target = out / f"{path.stem}_rsis.png"
             with atomic_write(target, "wb") as handle:
                 draw_overlay(image, result["masks"]).save(handle, format="PNG")
+            target.chmod(0o644)  # a user's output, not a private temporary file
             record["overlay"] = str(target)
         return record
