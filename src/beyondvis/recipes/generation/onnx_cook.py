@@ -509,9 +509,10 @@ def load_bundle_decoding(folder: Path, fallback: Mapping[str, Any]) -> dict[str,
     return data
 
 
-def load_card_retriever() -> Any:
-    """The shipped real-recipe retriever (:mod:`beyondvis.recipes.card_retrieval`), or None
-    when its assets are not installed (as ``bundle.load_card_retriever``)."""
+def load_card_retriever(folder: str | Path | None = None) -> Any:
+    """The real-recipe retriever of a bundle (as ``bundle.load_card_retriever``): the folder's
+    own card-retrieval assets when it has them, the shipped ones for the shipped bundle, else
+    None (ingredient-only fallback)."""
     try:
         from beyondvis.recipes.card_retrieval import (
             MANIFEST,
@@ -521,10 +522,16 @@ def load_card_retriever() -> Any:
         )
     except ImportError:
         return None
-    if not (PACKAGE_ASSETS / MANIFEST).is_file():
+    if folder is not None and (Path(folder) / MANIFEST).is_file():
+        source = Path(folder)
+    elif folder is None or Path(folder).resolve() == PACKAGE_BUNDLE.resolve():
+        source = PACKAGE_ASSETS
+    else:
+        return None
+    if not (source / MANIFEST).is_file():
         return None
     try:
-        return RecipeRetriever.load(PACKAGE_ASSETS)
+        return RecipeRetriever.load(source)
     except RetrievalAssetError as exc:
         raise OnnxBundleError(str(exc)) from exc
 
@@ -574,7 +581,7 @@ class OrtCookModel:
         self.retrieval_titles: list[str] = meta["titles"]
         # The ingredient index is built on first use: with the real-recipe assets it is unused.
         self.retrieval_matrix: np.ndarray | None = None
-        self.card_retriever = load_card_retriever()  # None: ingredient-only fallback
+        self.card_retriever = load_card_retriever(folder)  # None: ingredient-only fallback
         self.retrieve_k = 3  # default number of real recipes on the card
 
     @property
