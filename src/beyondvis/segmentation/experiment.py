@@ -64,7 +64,11 @@ log = logging.getLogger(__name__)
 DATASETS = ("cvppp", "pennfudan", "voc_sbd", "cityscapes")
 DATA_FOLDERS = {"cvppp": "cvppp_a1", "pennfudan": "PennFudanPed", "voc_sbd": "VOCdevkit",
                 "cityscapes": "cityscapes"}  # fmt: skip
-CONFIG_DIR = Path(__file__).resolve().parents[3] / "configs" / "segmentation"
+# Configs live in the repository's configs/segmentation (found from any working directory with
+# the editable install `make env` makes); a copy inside the package is preferred when present.
+_PACKAGED_CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "segmentation"
+_REPO_CONFIGS = Path(__file__).resolve().parents[3] / "configs" / "segmentation"
+CONFIG_DIR = _PACKAGED_CONFIGS if _PACKAGED_CONFIGS.is_dir() else _REPO_CONFIGS
 
 
 @dataclasses.dataclass
