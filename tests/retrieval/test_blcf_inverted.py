@@ -47,12 +47,13 @@ def test_query_with_unknown_words_only_scores_zero():
     assert not index.scores(np.array([0, 0, 0, 0, 1.0])).any()
 
 
-def test_pruned_query_keeps_its_heaviest_words_and_float16_postings():
+def test_pruned_query_keeps_its_heaviest_words_and_postings_save_in_6_bytes():
     rng = np.random.default_rng(3)
     maps = [rng.integers(0, 200, (8, 8)) for _ in range(40)]
     index = InvertedIndex.from_bows(bow_matrix(maps, 200))
-    assert index.data.dtype == np.float16 and index.indices.dtype == np.uint32
-    assert index.nbytes == 6 * index.indices.size
+    disk = index.disk_arrays()
+    assert disk["data"].dtype == np.float16 and disk["indices"].dtype == np.uint32
+    assert index.disk_nbytes == 6 * index.postings.nnz and index.nbytes == 8 * index.postings.nnz
     q = index.weight(bow(maps[7], 200))
     p = InvertedIndex.prune(q, 10)
     assert np.count_nonzero(p) == 10 and np.isclose(np.linalg.norm(p), 1.0)

@@ -556,8 +556,7 @@ class BLCFIndex:
         model.save(folder)
         _save_maps(folder / "maps.npz", self.maps, self.image_sizes, model.codebook.size)
         atomic_write_json(folder / "images.json", {"paths": self.paths, "skipped": self.skipped})
-        inv = self.inverted
-        _save_npz(folder / "postings.npz", data=inv.data, indices=inv.indices, indptr=inv.indptr)
+        _save_npz(folder / "postings.npz", **self.inverted.disk_arrays())
         atomic_write_json(
             folder / MANIFEST,
             {
