@@ -15,7 +15,7 @@ ifneq ($(wildcard ../shared/data),)
 export BEYONDVIS_DATA ?= $(abspath ../shared/data)
 endif
 
-.PHONY: env demo test lint format bench clean-env
+.PHONY: env demo test lint format bench clean-env serve
 
 # No file prerequisites: the venv path already encodes the dependency list, and a fresh clone
 # has new mtimes that must not force a rebuild.
@@ -35,6 +35,10 @@ env: $(STAMP)
 
 demo: env
 	$(BIN)/beyondvis demo
+
+# the web app on http://127.0.0.1:8000 (Ctrl-C stops); e.g. make serve SERVE_ARGS="--index INDEX"
+serve: env
+	$(BIN)/beyondvis serve $(SERVE_ARGS)
 
 test: env
 	$(BIN)/ruff check .
