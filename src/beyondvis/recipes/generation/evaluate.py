@@ -560,6 +560,10 @@ def _pct(part: dict | None) -> str:
     return "n/a" if part is None else f"{100 * part['share']:.1f} %"
 
 
+def _num(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
+
+
 def format_report(report: dict[str, Any]) -> str:
     """The on-screen table of :func:`evaluate_folder`'s report."""
     lines = [
@@ -609,7 +613,7 @@ def format_report(report: dict[str, Any]) -> str:
             "seconds per card (mean / median)",
             f"{report['seconds_per_card']['mean']:.3f} / {report['seconds_per_card']['median']:.3f}",
         ),
-        ("CPU seconds per card (mean)", f"{report['seconds_per_card'].get('cpu_mean', 0):.3f}"),
+        ("CPU seconds per card (mean)", _num(report["seconds_per_card"].get("cpu_mean"))),
     ]
     width = max(len(r[0]) for r in rows) + 2
     lines += [f"{name:<{width}}{value:>12}" for name, value in rows]
