@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -146,6 +147,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     except InstanceDataError as exc:
         raise CLIError(str(exc)) from None
     result = train(cfg, prepared, resume=False if args.no_resume else "auto")
+    if int(os.environ.get("RANK", "0")) != 0:  # under torchrun only rank 0 reports
+        return 0
     print_json(
         {
             "format": "beyondvis.rsis.train/1",

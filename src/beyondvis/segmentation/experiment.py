@@ -19,6 +19,7 @@ import dataclasses
 import hashlib
 import logging
 import math
+import os
 from pathlib import Path
 from typing import Any
 
@@ -332,6 +333,12 @@ def prepare(cfg: RSISConfig, splits: InstanceSplits | None = None) -> Prepared:
     splits = splits or read_splits(cfg.data)
     if not splits.train:
         raise InstanceDataError(f"{splits.name}: the training split is empty")
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        # Under torchrun: one process group for the feature caches and the Trainer (each cache
+        # call would otherwise create and destroy its own, and re-creating one can hang).
+        from beyondvis.engine import init_distributed
+
+        init_distributed(cfg.train.device)
     backbone = build_backbone(cfg.encoder)
     model = build_model(cfg, len(splits.classes), backbone)
     if cfg.curriculum.enabled:
