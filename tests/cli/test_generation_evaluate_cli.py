@@ -78,7 +78,7 @@ def recipe1m(tmp_path):
     layer2 = [
         {"id": "r1", "images": [{"id": "aaaa1111.jpg"}, {"id": "bad00000.jpg"}]},
         {"id": "r2", "images": [{"id": "bbbb2222.jpg"}, {"id": "gone0000.jpg"}]},
-        {"id": "r3", "images": [{"id": "cccc3333.jpg"}]},
+        {"id": "r3", "images": [{"id": "cccc3333.jpg"}, {"id": "trainmiss.jpg"}]},
     ]
     (root / "layer1.json").write_text(json.dumps(layer1))
     (root / "layer2.json").write_text(json.dumps(layer2))
@@ -140,6 +140,7 @@ def test_recipe1m_folder_json_scores_ingredients(recipe1m, capsys):
     report = json.loads(out)
     assert report["cards"] == 2 and report["decode"] == "sample"
     assert any("bad00000.jpg" in s["item"] for s in report["skipped"])
+    assert not any("trainmiss" in s["item"] for s in report["skipped"])  # not in the test split
     ing = report["ingredients"]
     assert ing["cards"] == 2 and ing["mean_reference_size"] >= 2  # beef, onion, paprika, ...
     base = ing["most_frequent_baseline"]

@@ -352,7 +352,12 @@ def list_photos(
         except Recipe1MError as exc:
             raise EvaluateError(str(exc)) from exc
         skipped += [{"item": w, "reason": r} for w, r in data.report.bad]
-        skipped += [{"item": m, "reason": "image file missing"} for m in data.missing_images]
+        in_split = {f"(recipe {r.id})" for r in data.by_partition(split)}
+        skipped += [
+            {"item": m, "reason": "image file missing"}
+            for m in data.missing_images
+            if m[m.rfind(" (recipe ") + 1 :] in in_split  # only this split's photos
+        ]
         for recipe in data.by_partition(split):
             for path in data.image_paths(recipe):
                 photos.append(Photo(path, recipe.id, recipe.title, list(recipe.ingredients)))
