@@ -200,6 +200,7 @@ def to_float16_weights(data: bytes, min_elements: int = FLOAT16_MIN_ELEMENTS) ->
     from onnx import helper, numpy_helper
 
     model = onnx.load_from_string(data)
+    _share_transposed_weights(model)
     graph = model.graph
     casts = []
     keep = []
@@ -226,6 +227,54 @@ def to_float16_weights(data: bytes, min_elements: int = FLOAT16_MIN_ELEMENTS) ->
     graph.node.extend(casts + nodes)
     onnx.checker.check_model(model)
     return model.SerializeToString()
+
+
+def _share_transposed_weights(model: Any) -> None:
+    """Replace an initialiser that is the transpose of another by a Transpose node of it.
+
+    The tracer stores a tied weight twice: the word embedding for its Gather and, transposed,
+    for the output projection's MatMul (2.2 MB in float16 for 4,242 words x 256). ONNX Runtime
+    folds the Transpose at load, so nothing changes at run time.
+    """
+    from onnx import TensorProto, helper, numpy_helper
+
+    graph = model.graph
+    matrices = [
+        i for i in graph.initializer if i.data_type == TensorProto.FLOAT and len(i.dims) == 2
+    ]
+    by_shape: dict[tuple[int, int], list[Any]] = {}
+    for init in matrices:
+        by_shape.setdefault((int(init.dims[0]), int(init.dims[1])), []).append(init)
+    replaced: set[str] = set()
+    nodes = []
+    for init in matrices:
+        if init.name in replaced or init.dims[0] == init.dims[1]:
+            continue
+        array = None
+        for other in by_shape.get((int(init.dims[1]), int(init.dims[0])), []):
+            if other.name in replaced:
+                continue
+            array = numpy_helper.to_array(init) if array is None else array
+            if np.array_equal(array, numpy_helper.to_array(other).T):
+                nodes.append(
+                    helper.make_node(
+                        "Transpose",
+                        [other.name],
+                        [init.name],
+                        perm=[1, 0],
+                        name=f"{init.name}__shared",
+                    )
+                )
+                replaced.add(init.name)
+                break
+    if not replaced:
+        return
+    keep = [i for i in graph.initializer if i.name not in replaced]
+    del graph.initializer[:]
+    graph.initializer.extend(keep)
+    rest = list(graph.node)
+    del graph.node[:]
+    graph.node.extend(nodes + rest)
 
 
 def export_onnx_bundle(
