@@ -87,6 +87,9 @@ def register(subparsers) -> None:
     )
     m.add_argument("--models", help="comma list: only these models of the spec ('probe' too)")
     m.add_argument("--device", help="override train.device (default: the configs' choice)")
+    m.add_argument(
+        "--seeds", help="comma list: only these seeds of the spec (default: all of them)"
+    )
     m.add_argument("--threads", type=int, help=threads_help)
     m.set_defaults(func=cmd_table)
 
@@ -254,7 +257,8 @@ def cmd_table(args: argparse.Namespace) -> int:
         raise CLIError(str(exc)) from None
     models = [m.strip() for m in args.models.split(",")] if args.models else None
     try:
-        out = run_table(spec, models, device=args.device)
+        seeds = [int(x) for x in args.seeds.split(",")] if args.seeds else None
+        out = run_table(spec, models, device=args.device, seeds=seeds)
     except ValueError as exc:
         raise CLIError(str(exc)) from None
     print(out["table"], end="")

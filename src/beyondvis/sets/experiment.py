@@ -288,14 +288,31 @@ def _cached_dataset(cache: Any, ids: list[Any], pool: bool) -> Any:
     return PooledFeatures(cache, ids) if pool else CachedFeatureDataset(cache, targets=ids)
 
 
-def prepare(cfg: SetsConfig, splits: SetSplits | None = None) -> Prepared:
-    splits = splits or read_splits(cfg.data)
+def prepare(
+    cfg: SetsConfig, splits: SetSplits | None = None, reuse: Prepared | None = None
+) -> Prepared:
+    """Splits, label encoder, datasets and a fresh model for ``cfg``.
+
+    ``reuse``: a fast-path :class:`Prepared` with the same data and encoder settings whose
+    (cached, possibly pooled) datasets are shared, so only the model is built (tuning trials).
+    """
+    splits = splits or (reuse.splits if reuse is not None else read_splits(cfg.data))
     if not splits.train:
         raise ValueError("the training split is empty")
     largest = max(len(r.labels) for r in splits.train)
     max_set = cfg.data.max_set_size or max(largest, 1)
     labels = LabelEncoder(splits.vocab, max_set)
-    if cfg.encoder.finetune:
+    if (
+        reuse is not None
+        and not cfg.encoder.finetune
+        and reuse.config.encoder == cfg.encoder
+        and reuse.config.data == cfg.data
+        and reuse.splits is splits
+    ):
+        base = {k: v.base for k, v in reuse.datasets.items()}
+        feature_dim = reuse.feature_dim
+        encoder_module = None
+    elif cfg.encoder.finetune:
         backbone = _backbone(cfg.encoder)
         pre = backbone.preprocess
         aug = augmentation(

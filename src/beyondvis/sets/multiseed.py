@@ -105,6 +105,7 @@ def run_table(
     spec: TableSpec,
     models: Sequence[str] | None = None,
     device: str | None = None,
+    seeds: Sequence[int] | None = None,
 ) -> dict[str, Any]:
     """Train + test every (model, seed); write results.json, table.md and the I-F1 plot."""
     out = Path(spec.out_dir)
@@ -142,7 +143,8 @@ def run_table(
             log.info("%s: test O-F1 %.4f", key, report["o_f1"])
             _save(results_path, spec, results)
     for name in chosen:
-        for seed in spec.seeds:
+        # ``seeds``: only these seeds of the spec (several processes can split one table).
+        for seed in [s for s in spec.seeds if seeds is None or s in seeds]:
             key = f"{name}/seed{seed}"
             if key in results:
                 continue

@@ -147,7 +147,7 @@ def tune(
             choice = trial.suggest_categorical(key, [json.dumps(v) for v in values])
             params[key] = json.loads(choice)
         cfg = _trial_config(base_dict, params, str(out / f"trial_{trial.number:04d}"), seed)
-        prepared = prepare(cfg, splits)
+        prepared = prepare(cfg, splits, reuse=prepared0)  # shares the cached datasets
         best = -math.inf
         curve: list[list[float]] = []
 
