@@ -21,10 +21,9 @@ def jpeg_bytes(image: Image.Image, quality: int = 90) -> bytes:
 def make_collection(folder: Path) -> list[Path]:
     """Views of the shipped food photo (crops, a mirror, a darker copy) and unrelated colour
     fields: a query cut from the dish has true matches to find and boxes to draw."""
-    from beyondvis.recipes.generation.bundle import DEMO_PHOTO
 
     folder.mkdir(parents=True, exist_ok=True)
-    food = Image.open(DEMO_PHOTO).convert("RGB")
+    food = food_photo()
     food.thumbnail((256, 256))
     w, h = food.size
     views = [
@@ -45,3 +44,11 @@ def make_collection(folder: Path) -> list[Path]:
         im.save(p, quality=90)
         paths.append(p)
     return paths
+
+
+def food_photo() -> Image.Image:
+    """The shipped food photo as RGB (its file closed again)."""
+    from beyondvis.recipes.generation.bundle import DEMO_PHOTO
+
+    with Image.open(DEMO_PHOTO) as im:
+        return im.convert("RGB")

@@ -8,16 +8,15 @@ import io
 import json
 
 import numpy as np
-from _webdata import COLLECTION, jpeg_bytes
+from _webdata import COLLECTION, food_photo, jpeg_bytes
 from PIL import Image
 
 from beyondvis.web.limits import BodyLimitMiddleware, sniff_image
 
 
 def food_jpeg() -> bytes:
-    from beyondvis.recipes.generation.bundle import DEMO_PHOTO
 
-    im = Image.open(DEMO_PHOTO).convert("RGB")
+    im = food_photo()
     im.thumbnail((320, 320))
     return jpeg_bytes(im)
 
@@ -53,9 +52,7 @@ def test_one_warm_model_serves_every_request(client, cook_service):
 
 def _png(food: bool = False) -> bytes:
     if food:
-        from beyondvis.recipes.generation.bundle import DEMO_PHOTO
-
-        im = Image.open(DEMO_PHOTO).convert("RGB").resize((160, 120))
+        im = food_photo().resize((160, 120))
     else:
         im = Image.fromarray(np.zeros((8, 8, 3), np.uint8))
     buf = io.BytesIO()
@@ -195,9 +192,8 @@ def test_search_with_a_box_localises_and_pages(client):
 
 
 def test_search_with_an_uploaded_photo_and_its_token(client):
-    from beyondvis.recipes.generation.bundle import DEMO_PHOTO
 
-    im = Image.open(DEMO_PHOTO).convert("RGB")
+    im = food_photo()
     im.thumbnail((240, 240))
     r = client.post("/api/search", files={"photo": ("q.jpg", jpeg_bytes(im), "image/jpeg")})
     assert r.status_code == 200, r.text
