@@ -66,6 +66,8 @@ class GenerationConfig:
     photo_oversample: int = 1
     # Validation recipes (with photos) used for the decoder's perplexity (0 = all).
     eval_max_recipes: int = 300
+    # Stage 1: at most this many weakly labelled photos per dish (null: all, 0: none).
+    ingredient_weak_per_dish: int | None = None
     # Decoder batches of recipes of similar length (less padding; same batch size).
     bucket_by_length: bool = False
     train_decoder: TrainConfig = dataclasses.field(
@@ -133,6 +135,7 @@ def _run_training(
         cfg.ingredient_model,
         cfg.ingredient_options,
         _in(cfg.train_ingredients, cfg.out_dir, f"ingredients_{cfg.ingredient_model}"),
+        cfg.ingredient_weak_per_dish,
     )
     dcfg = decoder_config(data, cfg.decoder, cfg.fusion, tuple(cfg.conditions))
     decoder, _ = train_decoder(
