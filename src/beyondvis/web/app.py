@@ -213,8 +213,8 @@ def create_app(
             raise ServiceError(f"unknown decoding {decode!r}; choose from {', '.join(DECODES)}")
         seed = _int(_field(form, "seed") or "0", "seed", 0, 2**31 - 1)
         t0 = time.perf_counter()
-        image = await pool.run(lambda: _decode(data, config.max_pixels))
-        card = await pool.run(lambda: c.cook(image, name, decode, seed))
+        # one pool task for decode + card: two would queue the request twice behind the others
+        card = await pool.run(lambda: c.cook(_decode(data, config.max_pixels), name, decode, seed))
         ms = (time.perf_counter() - t0) * 1000
         return JSONResponse(card, headers={"Server-Timing": f"cook;dur={ms:.0f}"})
 
