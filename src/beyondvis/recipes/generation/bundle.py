@@ -24,6 +24,13 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from beyondvis.recipes.generation.card import (
+    PACKAGE_BUNDLE,
+    IngredientIndex,
+    card_ingredients,
+    detokenize,
+    find_card_retriever,
+)
 from beyondvis.recipes.generation.config import IMAGE, INGREDIENTS, DecoderConfig
 from beyondvis.recipes.generation.data import MAX_INGREDIENTS
 from beyondvis.recipes.generation.decoder import InstructionDecoder
@@ -33,7 +40,6 @@ from beyondvis.recipes.generation.sequences import split_recipe
 from beyondvis.utils import atomic_write_bytes, atomic_write_json
 
 BUNDLE_FORMAT_VERSION = 1
-PACKAGE_BUNDLE = Path(__file__).resolve().parents[2] / "assets" / "generation"
 DEMO_PHOTO = PACKAGE_BUNDLE / "demo_food.jpg"
 
 
@@ -163,40 +169,10 @@ class CookResult:
         }
 
 
-def detokenize(words: list[str]) -> str:
-    """Join tokens, gluing punctuation to the previous word and capitalising the first letter."""
-    out = ""
-    for w in words:
-        if out and w not in {".", ",", ";", ":", "!", "?", ")", "%"} and not out.endswith("("):
-            out += " "
-        out += w
-    return out[:1].upper() + out[1:]
-
-
 def load_card_retriever(folder: str | Path | None = None) -> Any:
-    """The real-recipe retriever of a bundle: the folder's own card-retrieval assets when it
-    has them, the shipped ones for the shipped bundle (``folder`` None or PACKAGE_BUNDLE), else
-    None, as when the assets are not installed: ingredient-only fallback (a user-trained
-    bundle then ranks its own recipes)."""
-    from beyondvis.recipes.card_retrieval import (
-        MANIFEST,
-        PACKAGE_ASSETS,
-        RecipeRetriever,
-        RetrievalAssetError,
-    )
-
-    if folder is not None and (Path(folder) / MANIFEST).is_file():
-        source = Path(folder)
-    elif folder is None or Path(folder).resolve() == PACKAGE_BUNDLE.resolve():
-        source = PACKAGE_ASSETS
-    else:
-        return None
-    if not (source / MANIFEST).is_file():
-        return None
-    try:
-        return RecipeRetriever.load(source)
-    except RetrievalAssetError as exc:
-        raise BundleError(str(exc)) from exc
+    """The real-recipe retriever of a bundle (:func:`.card.find_card_retriever`); a corrupt
+    asset raises :class:`BundleError`."""
+    return find_card_retriever(folder, BundleError)
 
 
 class CookModel:
@@ -239,10 +215,10 @@ class CookModel:
         self.backbone = create_backbone("efficientnet_lite0").to(self.device).eval()
         self.transform = self.backbone.transform(size=self.image_size)
         meta = json.loads((folder / "retrieval.json").read_text())
-        self.retrieval_ids: list[str] = meta["ids"]
-        self.retrieval_titles: list[str] = meta["titles"]
         ids = np.load(folder / "retrieval_ingredients.npy", allow_pickle=False)
-        self._build_retrieval(ids)
+        self.ingredient_index = IngredientIndex(
+            ids, len(self.ingredient_names), meta["ids"], meta["titles"]
+        )
         self.card_retriever = load_card_retriever(folder)  # None: ingredient-only fallback
         self.retrieve_k = 3  # default number of real recipes on the card
         self.unk_id = self.itos.index("<unk>") if "<unk>" in self.itos else None
@@ -254,17 +230,6 @@ class CookModel:
         self.decoding = load_decoding(folder)
         self.rules = DecodingRules(**self.decoding["rules"])
         self.free_ids = sorted(free_token_ids(self.itos))
-
-    def _build_retrieval(self, ids: np.ndarray) -> None:
-        n = len(self.ingredient_names)
-        rows, cols = np.nonzero(ids >= 0)
-        matrix = np.zeros((ids.shape[0], n), dtype=np.float32)
-        matrix[rows, ids[rows, cols]] = 1.0
-        df = matrix.sum(0)
-        self.idf = np.log((1 + ids.shape[0]) / (1 + df)).astype(np.float32) + 1.0
-        weighted = matrix * self.idf
-        norms = np.linalg.norm(weighted, axis=1, keepdims=True)
-        self.retrieval_matrix = weighted / np.maximum(norms, 1e-8)
 
     def retrieve(
         self, probs: np.ndarray, k: int | None = None, feature_map: Tensor | None = None
@@ -278,31 +243,11 @@ class CookModel:
             pooled = None if feature_map is None else feature_map.float().mean(dim=(2, 3))
             pooled = None if pooled is None else pooled[0].cpu().numpy()
             return self.card_retriever.search(pooled, probs, self.ingredient_names, k)
-        query = probs.astype(np.float32) * self.idf
-        query /= max(float(np.linalg.norm(query)), 1e-8)
-        scores = self.retrieval_matrix @ query
-        top = np.argsort(-scores, kind="stable")[:k]
-        return [
-            {
-                "id": self.retrieval_ids[i],
-                "title": self.retrieval_titles[i],
-                "score": round(float(scores[i]), 4),
-            }
-            for i in top
-        ]
+        return self.ingredient_index.search(probs, k)
 
     def card_ingredients(self, labels: list[int], probs: np.ndarray) -> list[dict[str, Any]]:
-        """Predicted ingredients for the card: distinctive ones first, then the staples (salt,
-        oil, ...), each by probability; ``name`` reads as words ("white pepper")."""
-        rows = [
-            {
-                "name": self.ingredient_names[i].replace("_", " "),
-                "prob": round(float(probs[i]), 4),
-                "staple": self.ingredient_names[i] in self.staples,
-            }
-            for i in labels
-        ]
-        return sorted(rows, key=lambda r: (r["staple"], -r["prob"]))
+        """The card's ingredient rows (:func:`.card.card_ingredients`)."""
+        return card_ingredients(self.ingredient_names, self.staples, labels, probs)
 
     @torch.no_grad()
     def feature_map(self, image: Any) -> Tensor:

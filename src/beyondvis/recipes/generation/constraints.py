@@ -190,3 +190,64 @@ def apply_penalty(logits: list[float] | object, ids: Iterable[int], penalty: flo
     for i in ids:
         v = logits[i]  # type: ignore[index]
         logits[i] = v / penalty if v > 0 else v * penalty  # type: ignore[index]
+
+
+class RowRules:
+    """One :class:`RuleState` per decoded row, applied to a (rows, V) batch of scores.
+
+    Written against plain indexing only, so the same object guards a PyTorch tensor
+    (``decoding.py``) and a NumPy array (``onnx_cook.py``): the repetition penalty on logits,
+    then bans and forced words on log-probabilities; a row whose every word is banned ends.
+    ``rules`` None leaves the scores alone.
+    """
+
+    def __init__(
+        self,
+        rules: DecodingRules | None,
+        eoi: int,
+        eos: int,
+        rows: int,
+        free_ids: Iterable[int] | None,
+        specials: Iterable[int] = (),
+    ) -> None:
+        self.rules = rules
+        self.eos = eos
+        free = set(free_ids) if free_ids is not None else {eoi, eos, *specials}
+        self.states = (
+            [] if rules is None else [RuleState(rules, eoi, eos, free) for _ in range(rows)]
+        )
+
+    def penalise(self, logits):  # noqa: ANN001, ANN201 - a torch tensor or a NumPy array
+        if self.rules is None or self.rules.repetition_penalty <= 1.0:
+            return logits
+        for row, st in enumerate(self.states):
+            ids = st.penalised()
+            if ids:
+                apply_penalty(logits[row], ids, self.rules.repetition_penalty)
+        return logits
+
+    def restrict(self, logp):  # noqa: ANN001, ANN201 - a torch tensor or a NumPy array
+        neg_inf = float("-inf")
+        for row, st in enumerate(self.states):
+            if st.ended:
+                continue
+            forced = st.forced()
+            if forced is not None:
+                keep = float(logp[row, forced])
+                logp[row] = neg_inf
+                logp[row, forced] = keep if keep != neg_inf else 0.0
+                continue
+            banned = st.banned()
+            if banned:
+                logp[row, sorted(banned)] = neg_inf
+            if float(logp[row].max()) == neg_inf:  # everything banned: end the recipe
+                logp[row, self.eos] = 0.0
+        return logp
+
+    def push(self, words: Iterable[int]) -> None:
+        for st, w in zip(self.states, words):
+            st.push(int(w))
+
+    def reorder(self, rows: Sequence[int]) -> None:
+        if self.states:
+            self.states = [self.states[r].copy() for r in rows]

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from beyondvis.recipes.generation.constraints import DecodingRules, RuleState, free_token_ids
+from beyondvis.recipes.generation.constraints import DecodingRules, RowRules, free_token_ids
 from beyondvis.recipes.generation.decoder import InstructionDecoder
 from beyondvis.recipes.generation.fusion import Condition
 from beyondvis.registry import Registry
@@ -76,63 +76,14 @@ def _restrict(
     return logp
 
 
-class _Rules:
-    """One :class:`RuleState` per decoded row, applied to a (rows, V) batch of logits."""
-
-    def __init__(
-        self,
-        rules: DecodingRules | None,
-        decoder: InstructionDecoder,
-        rows: int,
-        free_ids: Sequence[int] | None,
-    ) -> None:
-        self.rules = rules
-        self.eos = decoder.special.eos
-        if rules is None:
-            self.states: list[RuleState] = []
-            return
-        sp = decoder.special
-        free = set(free_ids) if free_ids is not None else {sp.pad, sp.bos, sp.eos, sp.eoi}
-        self.states = [RuleState(rules, sp.eoi, sp.eos, free) for _ in range(rows)]
-
-    def penalise(self, logits: Tensor) -> Tensor:
-        if self.rules is None or self.rules.repetition_penalty <= 1.0:
-            return logits
-        p = self.rules.repetition_penalty
-        for row, st in enumerate(self.states):
-            ids = list(st.penalised())
-            if ids:
-                v = logits[row, ids]
-                logits[row, ids] = torch.where(v > 0, v / p, v * p)
-        return logits
-
-    def restrict(self, logp: Tensor) -> Tensor:
-        if self.rules is None:
-            return logp
-        neg_inf = float("-inf")
-        for row, st in enumerate(self.states):
-            if st.ended:
-                continue
-            forced = st.forced()
-            if forced is not None:
-                keep = logp[row, forced].clone()
-                logp[row] = neg_inf
-                logp[row, forced] = keep if torch.isfinite(keep) else 0.0
-                continue
-            banned = st.banned()
-            if banned:
-                logp[row, list(banned)] = neg_inf
-            if not torch.isfinite(logp[row]).any():  # everything banned: end the recipe
-                logp[row, self.eos] = 0.0
-        return logp
-
-    def push(self, words: Sequence[int]) -> None:
-        for st, w in zip(self.states, words):
-            st.push(int(w))
-
-    def reorder(self, rows: Sequence[int]) -> None:
-        if self.states:
-            self.states = [self.states[r].copy() for r in rows]
+def _guard(
+    rules: DecodingRules | None,
+    decoder: InstructionDecoder,
+    rows: int,
+    free_ids: Sequence[int] | None,
+) -> RowRules:
+    sp = decoder.special
+    return RowRules(rules, sp.eoi, sp.eos, rows, free_ids, specials=(sp.pad, sp.bos))
 
 
 def _step_logits(
@@ -175,7 +126,7 @@ def _sequential_decode(
     finished = torch.zeros(batch, dtype=torch.bool, device=device)
     lengths = torch.full((batch,), max_len, dtype=torch.long, device=device)
     scores = torch.zeros(batch, device=device)
-    guard = _Rules(rules, decoder, batch, free_ids)
+    guard = _guard(rules, decoder, batch, free_ids)
     for t in range(max_len):
         logits = guard.penalise(
             _step_logits(decoder, state, prefix[:, : t + 1], conditions, use_cache)
@@ -322,7 +273,7 @@ def beam_search(
     finished: list[list[tuple[float, list[int]]]] = [[] for _ in range(batch)]
     done = [False] * batch
     neg_inf = float("-inf")
-    guard = _Rules(rules, decoder, batch * k, free_ids)
+    guard = _guard(rules, decoder, batch * k, free_ids)
     for t in range(max_len):
         logits = guard.penalise(decoder.step(state, prev)[:, -1].float())
         logp = guard.restrict(

@@ -30,14 +30,20 @@ from typing import Any
 
 import numpy as np
 
+from beyondvis.recipes.generation.card import (
+    PACKAGE_BUNDLE,
+    IngredientIndex,
+    card_ingredients,
+    detokenize,
+    find_card_retriever,
+)
 from beyondvis.recipes.generation.constraints import (
     DecodingRules,
-    RuleState,
+    RowRules,
     free_token_ids,
 )
 
 ONNX_FORMAT_VERSION = 1
-PACKAGE_BUNDLE = Path(__file__).resolve().parents[2] / "assets" / "generation"  # = bundle's
 ONNX_MANIFEST = "onnx.json"
 IMAGE_MODEL = "image.onnx"
 DECODER_INIT = "decoder_init.onnx"
@@ -251,55 +257,11 @@ def _log_softmax(x: np.ndarray) -> np.ndarray:
     return shifted - np.log(np.sum(np.exp(shifted), axis=-1, keepdims=True))
 
 
-class _Guard:
-    """One RuleState per row, applied like ``decoding._Rules`` (penalty on logits, bans and
-    forced words on log-probabilities)."""
-
-    def __init__(
-        self, rules: DecodingRules | None, sp: Special, rows: int, free_ids: Sequence[int] | None
-    ) -> None:
-        self.rules = rules
-        self.eos = sp.eos
-        free = set(free_ids) if free_ids is not None else {sp.pad, sp.bos, sp.eos, sp.eoi}
-        self.states = (
-            [] if rules is None else [RuleState(rules, sp.eoi, sp.eos, free) for _ in range(rows)]
-        )
-
-    def penalise(self, logits: np.ndarray) -> np.ndarray:
-        if self.rules is None or self.rules.repetition_penalty <= 1.0:
-            return logits
-        p = np.float32(self.rules.repetition_penalty)
-        for row, st in enumerate(self.states):
-            ids = list(st.penalised())
-            if ids:
-                v = logits[row, ids]
-                logits[row, ids] = np.where(v > 0, v / p, v * p)
-        return logits
-
-    def restrict(self, logp: np.ndarray) -> np.ndarray:
-        for row, st in enumerate(self.states):
-            if st.ended:
-                continue
-            forced = st.forced()
-            if forced is not None:
-                keep = logp[row, forced]
-                logp[row] = NEG_INF
-                logp[row, forced] = keep if np.isfinite(keep) else 0.0
-                continue
-            banned = st.banned()
-            if banned:
-                logp[row, list(banned)] = NEG_INF
-            if not np.isfinite(logp[row]).any():  # everything banned: end the recipe
-                logp[row, self.eos] = 0.0
-        return logp
-
-    def push(self, words: Sequence[int]) -> None:
-        for st, w in zip(self.states, words):
-            st.push(int(w))
-
-    def reorder(self, rows: Sequence[int]) -> None:
-        if self.states:
-            self.states = [self.states[r].copy() for r in rows]
+def _guard(
+    rules: DecodingRules | None, sp: Special, rows: int, free_ids: Sequence[int] | None
+) -> RowRules:
+    """The rules applied as in ``decoding.py`` (one shared :class:`RowRules`)."""
+    return RowRules(rules, sp.eoi, sp.eos, rows, free_ids, specials=(sp.pad, sp.bos))
 
 
 def _restrict(
@@ -315,7 +277,7 @@ def _next_logp(
     nets: OrtNetworks,
     state: StepState,
     prev: np.ndarray,
-    guard: _Guard,
+    guard: RowRules,
     t: int,
     min_len: int,
     sp: Special,
@@ -347,7 +309,7 @@ def decode_sequential(
         if top_k is not None and top_k < 1:
             raise ValueError("top_k must be >= 1")
         rng = rng if rng is not None else np.random.default_rng(0)
-    guard = _Guard(rules, sp, 1, free_ids)
+    guard = _guard(rules, sp, 1, free_ids)
     prev = np.array([[sp.bos]], dtype=np.int64)
     tokens: list[int] = []
     score = 0.0
@@ -401,7 +363,7 @@ def decode_beam(
     history = np.full((k, max_len), sp.pad, dtype=np.int64)
     prev = np.full((k, 1), sp.bos, dtype=np.int64)
     finished: list[tuple[float, list[int]]] = []
-    guard = _Guard(rules, sp, k, free_ids)
+    guard = _guard(rules, sp, k, free_ids)
     for t in range(max_len):
         logp = _next_logp(nets, state, prev, guard, t, min_len, sp, banned)
         vocab = logp.shape[-1]
@@ -446,17 +408,6 @@ def decode_beam(
 
 
 # -- the card --------------------------------------------------------------------------------
-def detokenize(words: Sequence[str]) -> str:
-    """Join tokens, gluing punctuation to the previous word and capitalising the first letter
-    (as ``bundle.detokenize``)."""
-    out = ""
-    for w in words:
-        if out and w not in {".", ",", ";", ":", "!", "?", ")", "%"} and not out.endswith("("):
-            out += " "
-        out += w
-    return out[:1].upper() + out[1:]
-
-
 def split_recipe(ids: Sequence[int], sp: Special) -> tuple[list[int], list[list[int]]]:
     """Generated ids -> (title ids, steps), as ``sequences.split_recipe``."""
     parts: list[list[int]] = [[]]
@@ -510,30 +461,9 @@ def load_bundle_decoding(folder: Path, fallback: Mapping[str, Any]) -> dict[str,
 
 
 def load_card_retriever(folder: str | Path | None = None) -> Any:
-    """The real-recipe retriever of a bundle (as ``bundle.load_card_retriever``): the folder's
-    own card-retrieval assets when it has them, the shipped ones for the shipped bundle, else
-    None (ingredient-only fallback)."""
-    try:
-        from beyondvis.recipes.card_retrieval import (
-            MANIFEST,
-            PACKAGE_ASSETS,
-            RecipeRetriever,
-            RetrievalAssetError,
-        )
-    except ImportError:
-        return None
-    if folder is not None and (Path(folder) / MANIFEST).is_file():
-        source = Path(folder)
-    elif folder is None or Path(folder).resolve() == PACKAGE_BUNDLE.resolve():
-        source = PACKAGE_ASSETS
-    else:
-        return None
-    if not (source / MANIFEST).is_file():
-        return None
-    try:
-        return RecipeRetriever.load(source)
-    except RetrievalAssetError as exc:
-        raise OnnxBundleError(str(exc)) from exc
+    """The real-recipe retriever of a bundle (:func:`.card.find_card_retriever`); a corrupt
+    asset raises :class:`OnnxBundleError`."""
+    return find_card_retriever(folder, OnnxBundleError)
 
 
 class OrtCookModel:
@@ -580,7 +510,7 @@ class OrtCookModel:
         self.retrieval_ids: list[str] = meta["ids"]
         self.retrieval_titles: list[str] = meta["titles"]
         # The ingredient index is built on first use: with the real-recipe assets it is unused.
-        self.retrieval_matrix: np.ndarray | None = None
+        self.ingredient_index: IngredientIndex | None = None
         self.card_retriever = load_card_retriever(folder)  # None: ingredient-only fallback
         self.retrieve_k = 3  # default number of real recipes on the card
 
@@ -601,28 +531,8 @@ class OrtCookModel:
         return sorted(labels, key=lambda i: -probs[i])
 
     def card_ingredients(self, labels: Sequence[int], probs: np.ndarray) -> list[dict[str, Any]]:
-        """Distinctive ingredients first, then the staples, each by probability (as
-        ``CookModel.card_ingredients``)."""
-        rows = [
-            {
-                "name": self.ingredient_names[i].replace("_", " "),
-                "prob": round(float(probs[i]), 4),
-                "staple": self.ingredient_names[i] in self.staples,
-            }
-            for i in labels
-        ]
-        return sorted(rows, key=lambda r: (r["staple"], -r["prob"]))
-
-    def _build_retrieval(self, ids: np.ndarray) -> None:
-        n = len(self.ingredient_names)
-        rows, cols = np.nonzero(ids >= 0)
-        matrix = np.zeros((ids.shape[0], n), dtype=np.float32)
-        matrix[rows, ids[rows, cols]] = 1.0
-        df = matrix.sum(0)
-        self.idf = np.log((1 + ids.shape[0]) / (1 + df)).astype(np.float32) + 1.0
-        weighted = matrix * self.idf
-        norms = np.linalg.norm(weighted, axis=1, keepdims=True)
-        self.retrieval_matrix = weighted / np.maximum(norms, 1e-8)
+        """The card's ingredient rows (:func:`.card.card_ingredients`)."""
+        return card_ingredients(self.ingredient_names, self.staples, labels, probs)
 
     def retrieve(
         self, probs: np.ndarray, k: int | None = None, feature_map: np.ndarray | None = None
@@ -633,21 +543,12 @@ class OrtCookModel:
         if self.card_retriever is not None:
             pooled = None if feature_map is None else feature_map[0].mean(axis=(1, 2))
             return self.card_retriever.search(pooled, probs, self.ingredient_names, k)
-        if self.retrieval_matrix is None:
+        if self.ingredient_index is None:  # built on first use: most cards use the embedding
             ids = np.load(self.folder / "retrieval_ingredients.npy", allow_pickle=False)
-            self._build_retrieval(ids)
-        query = probs.astype(np.float32) * self.idf
-        query /= max(float(np.linalg.norm(query)), 1e-8)
-        scores = self.retrieval_matrix @ query
-        top = np.argsort(-scores, kind="stable")[:k]
-        return [
-            {
-                "id": self.retrieval_ids[i],
-                "title": self.retrieval_titles[i],
-                "score": round(float(scores[i]), 4),
-            }
-            for i in top
-        ]
+            self.ingredient_index = IngredientIndex(
+                ids, len(self.ingredient_names), self.retrieval_ids, self.retrieval_titles
+            )
+        return self.ingredient_index.search(probs, k)
 
     def decode(
         self, fmap: np.ndarray, labels: Sequence[int], method: str, **options: Any

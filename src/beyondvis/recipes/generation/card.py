@@ -1,0 +1,109 @@
+"""The parts of a recipe card that need no network: shared by the PyTorch ``CookModel`` and
+the torch-free ONNX Runtime ``OrtCookModel``, so both print the same card.
+
+* :func:`detokenize` — words -> a sentence;
+* :func:`card_ingredients` — predicted ids -> the card's ingredient rows (distinctive first);
+* :class:`IngredientIndex` — the ingredient-only "closest real recipes" of a bundle;
+* :func:`find_card_retriever` — which real-recipe retriever (Recipes I embedding) a bundle uses.
+
+NumPy only: importing this module must not import torch (the ONNX path's start-up).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+PACKAGE_BUNDLE = Path(__file__).resolve().parents[2] / "assets" / "generation"
+_NO_SPACE_BEFORE = {".", ",", ";", ":", "!", "?", ")", "%"}
+
+
+def detokenize(words: Sequence[str]) -> str:
+    """Join tokens, gluing punctuation to the previous word and capitalising the first letter."""
+    out = ""
+    for w in words:
+        if out and w not in _NO_SPACE_BEFORE and not out.endswith("("):
+            out += " "
+        out += w
+    return out[:1].upper() + out[1:]
+
+
+def card_ingredients(
+    names: Sequence[str], staples: set[str], labels: Sequence[int], probs: np.ndarray
+) -> list[dict[str, Any]]:
+    """Predicted ingredients for the card: distinctive ones first, then the staples (salt,
+    oil, ...), each by probability; ``name`` reads as words ("white pepper")."""
+    rows = [
+        {
+            "name": names[i].replace("_", " "),
+            "prob": round(float(probs[i]), 4),
+            "staple": names[i] in staples,
+        }
+        for i in labels
+    ]
+    return sorted(rows, key=lambda r: (r["staple"], -r["prob"]))
+
+
+class IngredientIndex:
+    """Recipes ranked by the cosine similarity of idf-weighted ingredient vectors to the
+    predicted ingredient probabilities (a bundle's ``retrieval_ingredients.npy``: one row of
+    ingredient ids per recipe, padded with -1)."""
+
+    def __init__(
+        self, ids: np.ndarray, num_ingredients: int, recipe_ids: list[str], titles: list[str]
+    ) -> None:
+        rows, cols = np.nonzero(ids >= 0)
+        matrix = np.zeros((ids.shape[0], num_ingredients), dtype=np.float32)
+        matrix[rows, ids[rows, cols]] = 1.0
+        df = matrix.sum(0)
+        self.idf = np.log((1 + ids.shape[0]) / (1 + df)).astype(np.float32) + 1.0
+        weighted = matrix * self.idf
+        norms = np.linalg.norm(weighted, axis=1, keepdims=True)
+        self.matrix = weighted / np.maximum(norms, 1e-8)
+        self.recipe_ids = recipe_ids
+        self.titles = titles
+
+    def search(self, probs: np.ndarray, k: int) -> list[dict[str, Any]]:
+        query = probs.astype(np.float32) * self.idf
+        query /= max(float(np.linalg.norm(query)), 1e-8)
+        scores = self.matrix @ query
+        top = np.argsort(-scores, kind="stable")[:k]
+        return [
+            {
+                "id": self.recipe_ids[i],
+                "title": self.titles[i],
+                "score": round(float(scores[i]), 4),
+            }
+            for i in top
+        ]
+
+
+def find_card_retriever(folder: str | Path | None, error: type[Exception]) -> Any:
+    """The real-recipe retriever of a bundle: the folder's own card-retrieval assets when it
+    has them, the shipped ones for the shipped bundle (``folder`` None or the package's), else
+    None, as when the assets are not installed: ingredient-only fallback (a user-trained
+    bundle then ranks its own recipes). A corrupt asset raises ``error``."""
+    try:
+        from beyondvis.recipes.card_retrieval import (
+            MANIFEST,
+            PACKAGE_ASSETS,
+            RecipeRetriever,
+            RetrievalAssetError,
+        )
+    except ImportError:
+        return None
+    if folder is not None and (Path(folder) / MANIFEST).is_file():
+        source = Path(folder)
+    elif folder is None or Path(folder).resolve() == PACKAGE_BUNDLE.resolve():
+        source = PACKAGE_ASSETS
+    else:
+        return None
+    if not (source / MANIFEST).is_file():
+        return None
+    try:
+        return RecipeRetriever.load(source)
+    except RetrievalAssetError as exc:
+        raise error(str(exc)) from exc
