@@ -30,6 +30,7 @@ from beyondvis.recipes.generation.card import (
     card_ingredients,
     detokenize,
     find_card_retriever,
+    finished_steps,
 )
 from beyondvis.recipes.generation.config import IMAGE, INGREDIENTS, DecoderConfig
 from beyondvis.recipes.generation.data import MAX_INGREDIENTS
@@ -290,7 +291,9 @@ class CookModel:
         options.setdefault("free_ids", self.free_ids)
         gen = generate(self.decoder, decode, image_features, ingr, **options)
         t3 = time.perf_counter()
-        title_ids, steps = split_recipe(gen.tokens[0][: int(gen.lengths[0])], cfg.special)
+        ids = gen.tokens[0][: int(gen.lengths[0])].tolist()
+        title_ids, steps = split_recipe(ids, cfg.special)
+        steps = finished_steps(steps, ids, cfg.special.eos, cfg.special.eoi)
         text = [detokenize([self.itos[i] for i in s]) for s in steps]
         title = detokenize([self.itos[i] for i in title_ids]) or "Untitled"
         result = CookResult(

@@ -107,3 +107,14 @@ def find_card_retriever(folder: str | Path | None, error: type[Exception]) -> An
         return RecipeRetriever.load(source)
     except RetrievalAssetError as exc:
         raise error(str(exc)) from exc
+
+
+def finished_steps(steps: list[list[int]], ids: Sequence[int], eos: int, eoi: int) -> list:
+    """``steps`` without a last step that the length limit cut mid-sentence.
+
+    A recipe that reaches ``max_len`` ends inside a step ("Add 10 seconds, stir-fry"): a card
+    should not print half a sentence, so that step is dropped when others remain. ``ids`` are
+    the generated ids, whose last one tells whether the sequence ended on its own.
+    """
+    cut = bool(ids) and ids[-1] not in (eos, eoi)
+    return steps[:-1] if cut and len(steps) > 1 else steps

@@ -36,6 +36,7 @@ from beyondvis.recipes.generation.card import (
     card_ingredients,
     detokenize,
     find_card_retriever,
+    finished_steps,
 )
 from beyondvis.recipes.generation.constraints import (
     DecodingRules,
@@ -594,6 +595,7 @@ class OrtCookModel:
         gen = self.decode(fmap, labels, decode, **options)
         t3 = time.perf_counter()
         title_ids, steps = split_recipe(gen.tokens, self.special)
+        steps = finished_steps(steps, gen.tokens, self.special.eos, self.special.eoi)
         card = Card(
             title=detokenize([self.itos[i] for i in title_ids]) or "Untitled",
             ingredients=self.card_ingredients(labels, probs),
