@@ -59,3 +59,29 @@ def test_bad_options(samples, capsys, argv, message):
         pytest.skip("this machine has 8 GPUs")
     assert main(["classify", str(samples / "coffee.png"), *argv]) == 1
     assert message in capsys.readouterr().err
+
+
+def test_parser_backbone_names_match_the_registry():
+    from beyondvis.backbones import DEFAULT_BACKBONE, list_backbones
+    from beyondvis.cli import classify
+
+    assert sorted(classify.BACKBONE_NAMES) == sorted(list_backbones())
+    assert classify.DEFAULT_BACKBONE == DEFAULT_BACKBONE
+
+
+def test_top_level_help_does_not_import_torch():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, contextlib, io\n"
+        "from beyondvis.cli.main import main\n"
+        "with contextlib.redirect_stdout(io.StringIO()):\n"
+        "    try:\n"
+        "        main(['--help'])\n"
+        "    except SystemExit:\n"
+        "        pass\n"
+        "print('torch' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False", out.stderr

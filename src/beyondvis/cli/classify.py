@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import argparse
-
-import torch
+from typing import TYPE_CHECKING
 
 from beyondvis.cli.common import CLIError, add_device_argument, print_json
 
+if TYPE_CHECKING:
+    import torch
+
+# Named here, not imported from beyondvis.backbones: building the parser must not import
+# torch/torchvision (`beyondvis --help` would take seconds). A test checks they agree.
+BACKBONE_NAMES = ("efficientnet_lite0", "resnet50", "resnet101", "vgg16")
+DEFAULT_BACKBONE = "efficientnet_lite0"
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from beyondvis.backbones import DEFAULT_BACKBONE, list_backbones
-
     parser = subparsers.add_parser(
         "classify",
         help="ImageNet top-k classes of an image with a pretrained backbone",
@@ -25,7 +30,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--backbone",
         default=DEFAULT_BACKBONE,
-        choices=list_backbones(),
+        choices=BACKBONE_NAMES,
         help=f"model (default {DEFAULT_BACKBONE})",
     )
     parser.add_argument("--weights", metavar="PATH", help="weights file instead of the default")
@@ -34,6 +39,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def classify_image(image, backbone, device: torch.device, top: int) -> list[dict]:
+    import torch
+
     from beyondvis.backbones import imagenet_labels
 
     labels = imagenet_labels()
