@@ -33,11 +33,13 @@ from beyondvis.recipes.generation.card import (
     finished_steps,
 )
 from beyondvis.recipes.generation.config import IMAGE, INGREDIENTS, DecoderConfig
+from beyondvis.recipes.generation.constraints import DecodingRules, free_token_ids
 from beyondvis.recipes.generation.data import MAX_INGREDIENTS
 from beyondvis.recipes.generation.decoder import InstructionDecoder
 from beyondvis.recipes.generation.decoding import generate
 from beyondvis.recipes.generation.dedup import dedup_ingredients
 from beyondvis.recipes.generation.sequences import split_recipe
+from beyondvis.recipes.ingredients import STAPLES
 from beyondvis.utils import atomic_write_bytes, atomic_write_json
 
 BUNDLE_FORMAT_VERSION = 1
@@ -129,8 +131,6 @@ def save_bundle(
     buf = io.BytesIO()
     torch.save(payload, buf)
     atomic_write_bytes(folder / "model.pt", buf.getvalue())
-    from beyondvis.recipes.ingredients import STAPLES
-
     atomic_write_json(
         folder / "ingredients.json",
         {
@@ -199,7 +199,9 @@ class CookModel:
             raise BundleError(f"{folder}/model.pt: unknown format {payload.get('format_version')}")
         self.device = torch.device(device)
         self.image_size = int(payload["image_size"])
-        self.ingredient_names = json.loads((folder / "ingredients.json").read_text())["names"]
+        ingredients_meta = json.loads((folder / "ingredients.json").read_text(encoding="utf-8"))
+        self.ingredient_names = ingredients_meta["names"]
+        self.staples = set(ingredients_meta.get("staples") or STAPLES)
         words = json.loads((folder / "words.json").read_text())
         self.itos: list[str] = words["itos"]
         info = payload["set_predictor"]["info"]
@@ -223,11 +225,6 @@ class CookModel:
         self.card_retriever = load_card_retriever(folder)  # None: ingredient-only fallback
         self.retrieve_k = 3  # default number of real recipes on the card
         self.unk_id = self.itos.index("<unk>") if "<unk>" in self.itos else None
-        from beyondvis.recipes.generation.constraints import DecodingRules, free_token_ids
-        from beyondvis.recipes.ingredients import STAPLES
-
-        ingredients_meta = json.loads((folder / "ingredients.json").read_text())
-        self.staples = set(ingredients_meta.get("staples") or STAPLES)
         self.decoding = load_decoding(folder)
         self.rules = DecodingRules(**self.decoding["rules"])
         self.free_ids = sorted(free_token_ids(self.itos))

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 # Words the repetition penalty leaves alone: a recipe needs them in every step.
 FUNCTION_WORDS = frozenset(
@@ -215,6 +216,16 @@ class RowRules:
         free = set(free_ids) if free_ids is not None else {eoi, eos, *specials}
         self.states = (
             [] if rules is None else [RuleState(rules, eoi, eos, free) for _ in range(rows)]
+        )
+
+    @classmethod
+    def for_tokens(
+        cls, rules: DecodingRules | None, special: Any, rows: int, free_ids: Iterable[int] | None
+    ) -> RowRules:
+        """From an object with ``pad``, ``bos``, ``eos``, ``eoi`` ids (``SpecialTokens`` or the
+        ONNX path's ``Special``)."""
+        return cls(
+            rules, special.eoi, special.eos, rows, free_ids, specials=(special.pad, special.bos)
         )
 
     def penalise(self, logits):  # noqa: ANN001, ANN201 - a torch tensor or a NumPy array

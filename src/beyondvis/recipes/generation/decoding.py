@@ -76,16 +76,6 @@ def _restrict(
     return logp
 
 
-def _guard(
-    rules: DecodingRules | None,
-    decoder: InstructionDecoder,
-    rows: int,
-    free_ids: Sequence[int] | None,
-) -> RowRules:
-    sp = decoder.special
-    return RowRules(rules, sp.eoi, sp.eos, rows, free_ids, specials=(sp.pad, sp.bos))
-
-
 def _step_logits(
     decoder: InstructionDecoder,
     state,
@@ -126,7 +116,7 @@ def _sequential_decode(
     finished = torch.zeros(batch, dtype=torch.bool, device=device)
     lengths = torch.full((batch,), max_len, dtype=torch.long, device=device)
     scores = torch.zeros(batch, device=device)
-    guard = _guard(rules, decoder, batch, free_ids)
+    guard = RowRules.for_tokens(rules, decoder.special, batch, free_ids)
     for t in range(max_len):
         logits = guard.penalise(
             _step_logits(decoder, state, prefix[:, : t + 1], conditions, use_cache)
@@ -273,7 +263,7 @@ def beam_search(
     finished: list[list[tuple[float, list[int]]]] = [[] for _ in range(batch)]
     done = [False] * batch
     neg_inf = float("-inf")
-    guard = _guard(rules, decoder, batch * k, free_ids)
+    guard = RowRules.for_tokens(rules, decoder.special, batch * k, free_ids)
     for t in range(max_len):
         logits = guard.penalise(decoder.step(state, prev)[:, -1].float())
         logp = guard.restrict(

@@ -258,13 +258,6 @@ def _log_softmax(x: np.ndarray) -> np.ndarray:
     return shifted - np.log(np.sum(np.exp(shifted), axis=-1, keepdims=True))
 
 
-def _guard(
-    rules: DecodingRules | None, sp: Special, rows: int, free_ids: Sequence[int] | None
-) -> RowRules:
-    """The rules applied as in ``decoding.py`` (one shared :class:`RowRules`)."""
-    return RowRules(rules, sp.eoi, sp.eos, rows, free_ids, specials=(sp.pad, sp.bos))
-
-
 def _restrict(
     logp: np.ndarray, t: int, min_len: int, sp: Special, banned: Sequence[int]
 ) -> np.ndarray:
@@ -310,7 +303,7 @@ def decode_sequential(
         if top_k is not None and top_k < 1:
             raise ValueError("top_k must be >= 1")
         rng = rng if rng is not None else np.random.default_rng(0)
-    guard = _guard(rules, sp, 1, free_ids)
+    guard = RowRules.for_tokens(rules, sp, 1, free_ids)
     prev = np.array([[sp.bos]], dtype=np.int64)
     tokens: list[int] = []
     score = 0.0
@@ -364,7 +357,7 @@ def decode_beam(
     history = np.full((k, max_len), sp.pad, dtype=np.int64)
     prev = np.full((k, 1), sp.bos, dtype=np.int64)
     finished: list[tuple[float, list[int]]] = []
-    guard = _guard(rules, sp, k, free_ids)
+    guard = RowRules.for_tokens(rules, sp, k, free_ids)
     for t in range(max_len):
         logp = _next_logp(nets, state, prev, guard, t, min_len, sp, banned)
         vocab = logp.shape[-1]
