@@ -16,6 +16,7 @@ import sys
 from collections.abc import Sequence
 
 import beyondvis
+from beyondvis.cli import help as cli_help
 from beyondvis.cli.common import CLIError
 
 SKIP_MODULES = {"main", "common"}
@@ -41,6 +42,7 @@ def _command_module(argv: Sequence[str]) -> str | None:
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="beyondvis",
+        formatter_class=cli_help.HelpFormatter,
         description="Image understanding through language: instance search, image-to-set "
         "prediction, instance segmentation and recipes from food photos.",
     )
@@ -57,6 +59,9 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
         register = getattr(module, "register", None)
         if register is not None:
             register(subparsers)
+    # one formatter for every parser (defaults shown, docstring markup plain), set here so
+    # that a command module needs nothing but help= text
+    cli_help.apply(parser)
     return parser
 
 
