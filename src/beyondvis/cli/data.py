@@ -14,13 +14,22 @@ def register(subparsers) -> None:
         "make-instances",
         help="instance-search benchmark: real objects pasted into real scenes, Oxford gt format",
     )
-    m.add_argument("--out", type=Path, required=True)
+    m.add_argument(
+        "--out", type=Path, required=True, help="benchmark folder to write (Oxford layout)"
+    )
     m.add_argument("--data", type=Path, help="real data root (default: $BEYONDVIS_DATA)")
-    m.add_argument("--pedestrians", type=int, default=16)
-    m.add_argument("--plants", type=int, default=6)
+    m.add_argument(
+        "--pedestrians", type=int, default=16, help="Penn-Fudan pedestrians cut out as objects"
+    )
+    m.add_argument("--plants", type=int, default=6, help="CVPPP plants cut out as objects")
     m.add_argument("--pastes", type=int, default=4, help="pasted copies per object")
-    m.add_argument("--distractors", type=int, default=200)
-    m.add_argument("--seed", type=int, default=0)
+    m.add_argument(
+        "--distractors",
+        type=int,
+        default=200,
+        help="database photos with nothing pasted in them",
+    )
+    m.add_argument("--seed", type=int, default=0, help="random seed of the choices and transforms")
     m.set_defaults(func=cmd_make_instances)
     p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
 

@@ -43,9 +43,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="pooled vector (default) or the last feature map (B, C, H/32, W/32)",
     )
     cache.add_argument("--size", type=int, help="input size (default: the backbone's own)")
-    cache.add_argument("--batch-size", type=int, default=32)
+    cache.add_argument("--batch-size", type=int, default=32, help="images per forward pass")
     cache.add_argument("--workers", type=int, default=0, help="DataLoader worker processes")
-    cache.add_argument("--dtype", choices=("float32", "float16"), default="float32")
+    cache.add_argument(
+        "--dtype",
+        choices=("float32", "float16"),
+        default="float32",
+        help="stored precision (float16 halves the disk and memory)",
+    )
     cache.add_argument("--overwrite", action="store_true", help="replace a different cache in OUT")
     add_device_argument(cache)
     cache.set_defaults(func=run_cache)

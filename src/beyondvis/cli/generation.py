@@ -42,7 +42,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     register_export_onnx(sub)
     table = sub.add_parser("table", help="evaluate a chapter-9 table on the test split")
     _common(table)
-    table.add_argument("which", choices=["ingredients", "fusions", "retrieval"])
+    table.add_argument(
+        "which",
+        choices=["ingredients", "fusions", "retrieval"],
+        help="ingredients: the ingredient predictors (F1, IoU); fusions: the decoder's "
+        "image/ingredient fusions (perplexity); retrieval: the shipped model against RI2L",
+    )
     table.add_argument(
         "--models",
         default=None,

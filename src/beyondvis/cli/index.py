@@ -8,7 +8,6 @@ import logging
 from dataclasses import asdict
 from pathlib import Path
 
-import numpy as np
 import yaml
 
 from beyondvis.cli.common import CLIError, add_device_argument, print_json
@@ -24,7 +23,6 @@ def register(subparsers) -> None:
     b = sub.add_parser(
         "build",
         help="index a folder of photos with the shipped codebook (resumes an interrupted build)",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     b.add_argument("photos", type=Path, help="folder of photos (searched recursively)")
     b.add_argument("--out", type=Path, required=True, help="index folder to write")
@@ -47,7 +45,6 @@ def register(subparsers) -> None:
     t = sub.add_parser(
         "train",
         help="fit PCA-whitening + codebook only (for sharded builds, or a new shipped codebook)",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     t.add_argument("photos", type=Path, help="folder of photos (searched recursively)")
     t.add_argument("--out", type=Path, required=True, help="model folder to write")
@@ -62,7 +59,6 @@ def register(subparsers) -> None:
     a = sub.add_parser(
         "add",
         help="add new photos to an index without refitting the codebook",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     a.add_argument("index", type=Path, help="index folder")
     a.add_argument("photos", type=Path, help="folder of photos to add (searched recursively)")
@@ -72,12 +68,12 @@ def register(subparsers) -> None:
     a.set_defaults(func=_quietly(cmd_add))
 
     m = sub.add_parser("merge", help="merge shards built with one model into one index")
-    m.add_argument("shards", type=Path, nargs="+")
-    m.add_argument("--out", type=Path, required=True)
+    m.add_argument("shards", type=Path, nargs="+", help="index folders of the shards")
+    m.add_argument("--out", type=Path, required=True, help="merged index folder to write")
     m.set_defaults(func=_quietly(cmd_merge))
 
     i = sub.add_parser("info", help="show an index's settings and size")
-    i.add_argument("index", type=Path)
+    i.add_argument("index", type=Path, help="index folder")
     i.set_defaults(func=_quietly(cmd_info))
 
     e = sub.add_parser(
@@ -93,10 +89,7 @@ def register(subparsers) -> None:
         help="comma list of stage rows to run, e.g. 'GS,LS,GS + R,LS + R' (default: all 12)",
     )
     _add_max_words(e)
-    e.add_argument("--rerank-top", type=int, default=100)
-    e.add_argument("--no-aspect-filter", action="store_true")
-    e.add_argument("--no-pyramid", action="store_true")
-    e.add_argument("--qe-top", type=int, default=10)
+    _add_rerank_args(e)
     e.add_argument("--json-out", type=Path, help="also write the numbers as JSON")
     e.add_argument(
         "--codebook",
@@ -110,21 +103,26 @@ def register(subparsers) -> None:
     e.set_defaults(func=_quietly(cmd_evaluate))
 
     s = sub.add_parser("search", help="search an index with a query photo")
-    s.add_argument("index", type=Path)
-    s.add_argument("query", type=Path)
+    s.add_argument("index", type=Path, help="index folder (or a shard)")
+    s.add_argument("query", type=Path, help="query photo")
     region = s.add_mutually_exclusive_group()
     region.add_argument("--box", help="x0,y0,x1,y1 in query pixels")
     region.add_argument("--mask", type=Path, help="binary mask image (non-zero = object)")
     s.add_argument(
-        "--mode", choices=["gs", "ls", "ws"], help="default: ls with a box/mask, else gs"
+        "--mode",
+        choices=["gs", "ls", "ws"],
+        help="query BoW: gs = the whole photo, ls = the box/mask only, ws = the whole photo "
+        "weighted by distance to the box/mask (default: ls with a box/mask, else gs)",
     )
     s.add_argument("--no-rerank", action="store_true", help="skip local reranking (no boxes)")
     _add_max_words(s)
-    s.add_argument("--rerank-top", type=int, default=100)
-    s.add_argument("--no-aspect-filter", action="store_true")
-    s.add_argument("--no-pyramid", action="store_true")
-    s.add_argument("--qe", choices=["gqe", "lqe", "wqe"], help="query expansion after reranking")
-    s.add_argument("--qe-top", type=int, default=10)
+    s.add_argument(
+        "--qe",
+        choices=["gqe", "lqe", "wqe"],
+        help="query expansion after reranking: with the whole top photos (gqe), their best "
+        "windows (lqe) or the whole photos, words weighted by distance to the window (wqe)",
+    )
+    _add_rerank_args(s)
     s.add_argument("--augment", action="store_true", help="add flipped + zoomed-crop views")
     s.add_argument("--backbone", help="fail unless the index was built with this backbone")
     s.add_argument("--top", type=int, default=20, help="results to return; 0 = the whole ranking")
@@ -133,8 +131,10 @@ def register(subparsers) -> None:
         action="store_true",
         help="also return photos sharing no visual word with the query (score 0, unordered)",
     )
-    s.add_argument("--json", action="store_true")
-    s.add_argument("--html", type=Path)
+    s.add_argument("--json", action="store_true", help="print the results as JSON")
+    s.add_argument(
+        "--html", type=Path, help="HTML page of the query and the results with their boxes"
+    )
     s.add_argument(
         "--grid", type=Path, help=f"PNG grid of the top results (at most {GRID_MAX}) with boxes"
     )
@@ -169,6 +169,26 @@ def _add_workers(p: argparse.ArgumentParser) -> None:
         type=int,
         default=2,
         help="threads decoding and resizing photos ahead of the backbone (0 = none)",
+    )
+
+
+def _add_rerank_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--rerank-top", type=int, default=100, help="top photos rescored by local reranking"
+    )
+    p.add_argument(
+        "--no-aspect-filter",
+        action="store_true",
+        help="keep reranking windows of any shape (the filter drops those whose aspect ratio "
+        "is under 0.4x or over 2.5x the query box's)",
+    )
+    p.add_argument(
+        "--no-pyramid",
+        action="store_true",
+        help="score reranking windows by one BoW instead of a 2-level spatial pyramid",
+    )
+    p.add_argument(
+        "--qe-top", type=int, default=10, help="top photos averaged into the expanded query"
     )
 
 
@@ -437,6 +457,8 @@ def _parse_box(text: str) -> tuple[float, ...]:
 
 
 def cmd_search(args) -> int:
+    import numpy as np
+
     from beyondvis.io import ImageLoadError, load_image
     from beyondvis.retrieval.index import BLCFIndex
     from beyondvis.retrieval.rerank import RerankConfig

@@ -46,30 +46,47 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="names: keep multi-word names such as 'white pepper' (default); thesis: the "
         "thesis' first/last-word clustering",
     )
-    p.add_argument("--min-word-count", type=int, default=10)
-    p.add_argument("--extractor", choices=("tagger", "slicer"), default="tagger")
-    p.add_argument("--tagger-epochs", type=int, default=2)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--min-word-count",
+        type=int,
+        default=10,
+        help="keep instruction words seen at least this often in training",
+    )
+    p.add_argument(
+        "--extractor",
+        choices=("tagger", "slicer"),
+        default="tagger",
+        help="ingredient names from lines: tagger = the thesis' bi-LSTM trained on the corpus; "
+        "slicer = the rule-based ingredient-slicer package",
+    )
+    p.add_argument("--tagger-epochs", type=int, default=2, help="training epochs of the tagger")
+    p.add_argument("--seed", type=int, default=0, help="random seed (tagger, sampling)")
     p.set_defaults(func=_prepare)
 
     p = sub.add_parser("text-features", help="train word2vec + skip-instructions, encode recipes")
     p.add_argument("--data", required=True, help="folder written by 'recipes prepare'")
-    p.add_argument("--encoder", choices=("skip", "minilm"), default="skip")
-    p.add_argument("--w2v-dim", type=int, default=64)
+    p.add_argument(
+        "--encoder",
+        choices=("skip", "minilm"),
+        default="skip",
+        help="instruction encoder: skip = skip-instructions trained here (thesis); minilm = "
+        "the offline all-MiniLM-L6-v2 sentence embeddings",
+    )
+    p.add_argument("--w2v-dim", type=int, default=64, help="ingredient word2vec dimensions")
     p.add_argument("--skip-steps", type=int, default=300, help="skip-instructions train steps")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="random seed of both trainings")
     p.set_defaults(func=_text_features)
 
     p = sub.add_parser("image-features", help="frozen backbone features of every photo")
-    p.add_argument("--data", required=True)
+    p.add_argument("--data", required=True, help="folder written by 'recipes prepare'")
     p.add_argument("--root", required=True, help="the Recipe1M-style folder with images/")
-    p.add_argument("--backbone", default="efficientnet_lite0")
+    p.add_argument("--backbone", default="efficientnet_lite0", help="feature network")
     p.set_defaults(func=_image_features)
 
     p = sub.add_parser("train", help="train the joint embedding (two-stage schedule)")
-    p.add_argument("--data", required=True)
-    p.add_argument("--out", required=True)
+    p.add_argument("--data", required=True, help="folder written by 'recipes prepare'")
+    p.add_argument("--out", required=True, help="run folder to write (model.pt, results.json)")
     p.add_argument("--config", help="YAML with JointTrainConfig fields (configs/recipes/)")
     p.add_argument(
         "--set",
@@ -82,39 +99,81 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_train)
 
     p = sub.add_parser("baselines", help="random ranking and CCA on the test split")
-    p.add_argument("--data", required=True)
-    p.add_argument("--cca-dim", type=int, default=32)
-    p.add_argument("--cca-reg", type=float, default=0.1)
+    p.add_argument("--data", required=True, help="folder written by 'recipes prepare'")
+    p.add_argument("--cca-dim", type=int, default=32, help="canonical directions of the CCA")
+    p.add_argument(
+        "--cca-reg",
+        type=float,
+        default=0.1,
+        help="CCA ridge: this fraction of the mean variance added to each covariance diagonal",
+    )
     p.set_defaults(func=_baselines)
 
     p = sub.add_parser("table", help="markdown table of baselines + trained runs")
-    p.add_argument("--data", required=True)
-    p.add_argument("--run", action="append", default=[], metavar="NAME=DIR")
+    p.add_argument("--data", required=True, help="folder written by 'recipes prepare'")
+    p.add_argument(
+        "--run",
+        action="append",
+        default=[],
+        metavar="NAME=DIR",
+        help="a table row NAME from DIR/results.json, a 'recipes train' run (repeatable)",
+    )
     p.set_defaults(func=_table)
 
     p = sub.add_parser("index", help="embed all recipes and photos into a search bundle")
-    p.add_argument("--data", required=True)
+    p.add_argument("--data", required=True, help="folder written by 'recipes prepare'")
     p.add_argument("--model", required=True, help="model.pt written by 'recipes train'")
-    p.add_argument("--out", required=True)
-    p.add_argument("--kind", choices=("fp16", "flat"), default="fp16")
+    p.add_argument("--out", required=True, help="bundle folder to write")
+    p.add_argument(
+        "--kind",
+        choices=("fp16", "flat"),
+        default="fp16",
+        help="FAISS index: fp16 = float16 scalar quantizer (half the size), flat = float32",
+    )
     p.set_defaults(func=_index)
 
     p = sub.add_parser("search", help="photo -> recipes, or --text -> photos")
     p.add_argument("image", nargs="?", help="query photo")
     p.add_argument("--text", help="query text (ingredients / steps) instead of a photo")
-    p.add_argument("--bundle", default=str(DEFAULT_BUNDLE), help="folder from 'recipes index'")
-    p.add_argument("--top", type=int, default=5)
-    p.add_argument("--json", action="store_true")
+    p.add_argument(
+        "--bundle",
+        default=str(DEFAULT_BUNDLE),
+        help="folder from 'recipes index' (default: the bundle shipped in the package)",
+    )
+    p.add_argument("--top", type=int, default=5, help="results to show")
+    p.add_argument("--json", action="store_true", help="print the query and results as JSON")
     add_device_argument(p)
     p.set_defaults(func=_search)
 
     p = sub.add_parser("arithmetic", help="v(a) - v(b) + v(c) over recipe or photo embeddings")
-    p.add_argument("--bundle", default=str(DEFAULT_BUNDLE))
-    p.add_argument("--plus", action="append", default=[], required=True)
-    p.add_argument("--minus", action="append", default=[])
-    p.add_argument("--space", choices=("recipes", "images"), default="recipes")
-    p.add_argument("--top", type=int, default=5)
-    p.add_argument("--json", action="store_true")
+    p.add_argument(
+        "--bundle",
+        default=str(DEFAULT_BUNDLE),
+        help="folder from 'recipes index' (default: the bundle shipped in the package)",
+    )
+    p.add_argument(
+        "--plus",
+        action="append",
+        default=[],
+        required=True,
+        metavar="PHRASE",
+        help="add the mean embedding of the items whose title has all these words (repeatable)",
+    )
+    p.add_argument(
+        "--minus",
+        action="append",
+        default=[],
+        metavar="PHRASE",
+        help="subtract the mean embedding of the items whose title has all these words",
+    )
+    p.add_argument(
+        "--space",
+        choices=("recipes", "images"),
+        default="recipes",
+        help="embeddings to compute with and search: recipes or photos",
+    )
+    p.add_argument("--top", type=int, default=5, help="results to show")
+    p.add_argument("--json", action="store_true", help="print the phrases and results as JSON")
     p.set_defaults(func=_arithmetic)
 
     parser.set_defaults(func=lambda args: parser.print_help() or 2)

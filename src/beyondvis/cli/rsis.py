@@ -38,7 +38,10 @@ def register(subparsers) -> None:
     e = sub.add_parser("eval", help="SBD, DiC, mask AP, object order of a checkpoint on a split")
     e.add_argument("--checkpoint", type=Path, required=True, help="best.pt / last.pt of a run")
     e.add_argument(
-        "--split", default="test", choices=["train", "val", "test"], help="(default: %(default)s)"
+        "--split",
+        default="test",
+        choices=["train", "val", "test"],
+        help="split to score (default: %(default)s)",
     )
     e.add_argument(
         "--data-root", help="dataset folder (default: the one in the checkpoint's config)"
@@ -78,7 +81,10 @@ def register(subparsers) -> None:
     )
     s.add_argument("--checkpoint", type=Path, required=True, help="best.pt / last.pt of a run")
     s.add_argument(
-        "--split", default="val", choices=["train", "val", "test"], help="(default: %(default)s)"
+        "--split",
+        default="val",
+        choices=["train", "val", "test"],
+        help="split the thresholds are scored on (default: %(default)s)",
     )
     s.add_argument(
         "--thresholds",

@@ -57,7 +57,6 @@ def register(subparsers) -> None:
     u = sub.add_parser(
         "tune",
         help="Hyperband search (Optuna, eta=3) on validation O-F1",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     u.add_argument("--config", required=True, help=cfg_help)
     u.add_argument("overrides", nargs="*", help="dotted overrides of the base config")
