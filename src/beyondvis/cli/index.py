@@ -8,8 +8,6 @@ import logging
 from dataclasses import asdict
 from pathlib import Path
 
-import yaml
-
 from beyondvis.cli.common import CLIError, add_device_argument, print_json
 
 log = logging.getLogger(__name__)
@@ -245,6 +243,8 @@ def _add_config_args(p: argparse.ArgumentParser) -> None:
 
 
 def _config(args):
+    import yaml
+
     from beyondvis.retrieval.index import IndexConfig
 
     data = {}
