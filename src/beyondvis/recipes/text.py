@@ -45,6 +45,19 @@ class Vocabulary:
     def __len__(self) -> int:
         return len(self.itos)
 
+    def extend(self, words: Iterable[str]) -> list[str]:
+        """Append the ``words`` not in the vocabulary yet, after every existing id, and return
+        them in order. Ids already given never change, so a model trained on the smaller
+        vocabulary warm-starts on the larger one by adding rows (dish names of a weakly
+        labelled source, say, that the text recipes use fewer than ``min_count`` times)."""
+        added: list[str] = []
+        for w in words:
+            if w not in self.stoi:
+                self.stoi[w] = len(self.itos)
+                self.itos.append(w)
+                added.append(w)
+        return added
+
     def __contains__(self, word: str) -> bool:
         return word in self.stoi
 

@@ -165,6 +165,7 @@ def build_data(
         )
     weak_report: dict[str, Any] = {}
     if food101_root:
+        add_dish_words(word_vocab, food101_root)
         weak, weak_report = food101_items(
             food101_root, recipes, ingr_vocab, word_vocab, len(paths), food101_splits
         )
@@ -179,6 +180,21 @@ def build_data(
     data = GenData(recipes, ingr_vocab, word_vocab, features)
     data.weak_report = weak_report
     return data
+
+
+def add_dish_words(word_vocab: Vocabulary, food101_root: str | Path) -> list[str]:
+    """Append the words of the Food-101 dish names the vocabulary lacks ("bibimbap",
+    "beignets", "tartare" occur fewer than ``min_count`` times in recipe1m_mini's text); without
+    them a weakly labelled title becomes ``<unk>`` and no card can name those dishes. They go
+    after every existing id (:meth:`Vocabulary.extend`), so a decoder trained without them
+    warm-starts (``decoder_init``). Returns the words added."""
+    from beyondvis.data.food101 import read_classes
+
+    _, labels = read_classes(food101_root)
+    added = word_vocab.extend(w for label in labels for w in tokenize(label))
+    if added:
+        log.info("instruction vocabulary: %d Food-101 dish word(s) added: %s", len(added), added)
+    return added
 
 
 def food101_items(

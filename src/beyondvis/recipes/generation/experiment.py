@@ -11,7 +11,7 @@ import torch
 
 from beyondvis.engine import TrainConfig, load_config
 from beyondvis.recipes.generation.bundle import build_retrieval, save_bundle
-from beyondvis.recipes.generation.data import GenData, build_data
+from beyondvis.recipes.generation.data import GenData, add_dish_words, build_data
 from beyondvis.recipes.generation.training import (
     decoder_config,
     train_decoder,
@@ -70,6 +70,13 @@ class GenerationConfig:
     ingredient_weak_per_dish: int | None = None
     # Decoder batches of recipes of similar length (less padding; same batch size).
     bucket_by_length: bool = False
+    # Decoder warm start: a decoder checkpoint (e.g. a previous run's best.pt) whose weights
+    # start this run; words appended to the vocabulary since get fresh rows ("" = none).
+    decoder_init: str = ""
+    # "all" recipes, or "photos": only those with photos (an in-domain stage after "all").
+    decoder_train_set: str = "all"
+    # At most this many weakly labelled photos per dish in the decoder's epochs (null: all).
+    decoder_weak_per_dish: int | None = None
     train_decoder: TrainConfig = dataclasses.field(
         default_factory=lambda: TrainConfig(
             epochs=2, batch_size=32, lr=5e-4, grad_clip=1.0, monitor="val_ppl", monitor_mode="min"
@@ -146,6 +153,9 @@ def _run_training(
         eval_max_recipes=cfg.eval_max_recipes or None,
         photo_oversample=cfg.photo_oversample,
         bucket_by_length=cfg.bucket_by_length,
+        init_from=cfg.decoder_init or None,
+        train_set=cfg.decoder_train_set,
+        weak_per_dish=cfg.decoder_weak_per_dish,
     )
     summary: dict[str, Any] = {"ingredient_model": cfg.ingredient_model, "fusion": cfg.fusion}
     import torch.distributed as dist
@@ -215,6 +225,9 @@ def load_prepared_only(cfg: GenerationConfig) -> GenData:
     """Recipes and vocabularies without photo features (enough for exporting)."""
     if not cfg.prepared_dir:
         raise ValueError("prepared_dir is not set (the output folder of `recipes prepare`)")
-    return build_data(
+    data = build_data(
         cfg.prepared_dir, None, cfg.cache_dir or cfg.out_dir, cfg.decoder.get("max_len", 150)
     )
+    if cfg.food101_root:  # the same vocabulary the decoder was trained on
+        add_dish_words(data.word_vocab, cfg.food101_root)
+    return data

@@ -13,6 +13,7 @@ ingredients condition the words. The I2R baseline trains on photo recipes only.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 import random
 from pathlib import Path
@@ -31,6 +32,8 @@ from beyondvis.recipes.generation.metrics import IngredientSetMetrics, Perplexit
 from beyondvis.recipes.generation.sequences import teacher_forcing_batch
 from beyondvis.sets import PredictorConfig, create_set_predictor
 from beyondvis.sets.data import LabelEncoder
+
+log = logging.getLogger(__name__)
 
 
 # ------------------------------------------------------------------------------ stage 1
@@ -81,6 +84,63 @@ def evaluate_ingredients(model: nn.Module, items: IngredientItems) -> Ingredient
     return metrics
 
 
+def cap_weak_items(recipes: list[GenRecipe], per_dish: int | None) -> list[GenRecipe]:
+    """At most ``per_dish`` weakly labelled (non-Recipe1M) items per dish title, in order;
+    ``None`` keeps all, 0 none. Recipe1M recipes are always kept."""
+    if per_dish is None:
+        return list(recipes)
+    kept: dict[str, int] = {}
+    selected = []
+    for r in recipes:
+        if r.source != "recipe1m":
+            if kept.get(r.title, 0) >= per_dish:
+                continue
+            kept[r.title] = kept.get(r.title, 0) + 1
+        selected.append(r)
+    return selected
+
+
+def warm_start(model: nn.Module, checkpoint: str | Path) -> list[str]:
+    """Load ``checkpoint``'s weights into ``model`` before training starts.
+
+    A tensor whose first dimension grew (word rows of a vocabulary extended with
+    :meth:`~beyondvis.recipes.text.Vocabulary.extend`, which only appends) gets the old rows
+    and keeps its fresh initialisation for the new ones; any other shape difference is an
+    error naming the tensor. Returns the names of the partly loaded tensors.
+    """
+    source = load_checkpoint(checkpoint)["model"]
+    target = model.state_dict()
+    missing = sorted(set(target) - set(source))
+    unexpected = sorted(set(source) - set(target))
+    if missing or unexpected:
+        raise ValueError(
+            f"{checkpoint}: not a checkpoint of this model (missing {missing[:5]}, "
+            f"unexpected {unexpected[:5]})"
+        )
+    grown: list[str] = []
+    merged = {}
+    for name, dst in target.items():
+        src = source[name]
+        if src.shape == dst.shape:
+            merged[name] = src
+        elif (
+            src.dim() == dst.dim()
+            and src.shape[1:] == dst.shape[1:]
+            and src.shape[0] < dst.shape[0]
+        ):
+            rows = dst.clone()
+            rows[: src.shape[0]] = src
+            merged[name] = rows
+            grown.append(name)
+        else:
+            raise ValueError(
+                f"{checkpoint}: {name} has shape {tuple(src.shape)}, the model "
+                f"{tuple(dst.shape)} (only appended vocabulary rows can differ)"
+            )
+    model.load_state_dict(merged)
+    return grown
+
+
 def train_ingredients(
     data: GenData,
     name: str,
@@ -97,17 +157,9 @@ def train_ingredients(
     num_labels = len(data.ingredient_vocab)
     model = build_set_predictor(name, num_labels, options)
     # Weakly labelled photos of dishes no text recipe names have no ingredient targets.
-    train_recipes = [r for r in data.split("train", True) if r.ingredients]
-    if weak_per_dish is not None:
-        kept: dict[str, int] = {}
-        selected = []
-        for r in train_recipes:
-            if r.source != "recipe1m":
-                if kept.get(r.title, 0) >= weak_per_dish:
-                    continue
-                kept[r.title] = kept.get(r.title, 0) + 1
-            selected.append(r)
-        train_recipes = selected
+    train_recipes = cap_weak_items(
+        [r for r in data.split("train", True) if r.ingredients], weak_per_dish
+    )
     train_items = IngredientItems(train_recipes, data, shuffle=model.shuffle_labels)
     val_items = first_photo_items(data.split("val", True), data)
 
@@ -267,6 +319,9 @@ def train_decoder(
     eval_max_recipes: int | None = 300,
     photo_oversample: int = 1,
     bucket_by_length: bool = False,
+    init_from: str | Path | None = None,
+    train_set: str = "all",
+    weak_per_dish: int | None = None,
 ) -> tuple[InstructionDecoder, dict[str, Any]]:
     """Stage 2; best.pt chosen on validation perplexity (photo recipes, first photo).
 
@@ -274,14 +329,26 @@ def train_decoder(
     recipes of similar length per step). ``photo_oversample`` repeats the Recipe1M recipes that have photos in every epoch: they are
     1.7 % of recipe1m_mini's text recipes but the only ones whose steps the image side sees.
     Weakly labelled Food-101 photos (``source == "food101"``) train the title only: their
-    target sequence stops after the title's ``<eoi>``.
+    target sequence stops after the title's ``<eoi>``; ``weak_per_dish`` caps them per dish.
+
+    ``init_from`` starts from another decoder checkpoint (:func:`warm_start`; a resumed run
+    loads its own ``last.pt`` instead). ``train_set="photos"`` trains on the recipes with
+    photos only: a short in-domain stage after the text-recipe training, since the photo
+    recipes (two sources, their own style) are what validation and every card are about.
     """
+    if train_set not in ("all", "photos"):
+        raise ValueError(f"train_set must be 'all' or 'photos', got {train_set!r}")
     seed_everything(train_cfg.seed)
     decoder = InstructionDecoder(config)
+    if init_from:
+        grown = warm_start(decoder, init_from)
+        log.info("decoder warm-started from %s (grown: %s)", init_from, grown or "none")
     image_only = config.conditions == (IMAGE,)
     train_recipes = data.split(
-        "train", with_images=image_only or INGREDIENTS not in config.conditions
+        "train",
+        with_images=image_only or INGREDIENTS not in config.conditions or train_set == "photos",
     )
+    train_recipes = cap_weak_items(train_recipes, weak_per_dish)
     if photo_oversample > 1:
         extra_photo = [r for r in train_recipes if r.images and r.source == "recipe1m"]
         train_recipes = train_recipes + extra_photo * (photo_oversample - 1)
