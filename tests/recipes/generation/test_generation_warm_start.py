@@ -7,7 +7,6 @@ import torch
 from helpers_generation import tiny_config, tiny_decoder, tiny_inputs
 
 from beyondvis.engine import save_checkpoint
-from beyondvis.recipes.generation.card import title_boost_ids
 from beyondvis.recipes.generation.data import GenRecipe, add_dish_words
 from beyondvis.recipes.generation.training import cap_weak_items, warm_start
 from beyondvis.recipes.text import Vocabulary
@@ -74,11 +73,3 @@ def test_cap_weak_items_caps_per_dish_and_keeps_recipe1m():
     assert [r.title for r in kept].count("Cake") == 4
     assert len(cap_weak_items(items, None)) == len(items)
     assert [r.source for r in cap_weak_items(items, 0)] == ["recipe1m"] * 4
-
-
-def test_title_boost_ids_skip_staples_and_form_words():
-    names = ["salt", "lemon", "chicken_breast", "chili_powder", "apple"]
-    stoi = {w: i for i, w in enumerate(["lemon", "chicken", "breast", "chili", "powder", "apples"])}
-    ids = title_boost_ids([0, 1, 2, 3, 4], names, {"salt"}, stoi)
-    words = {w for w, i in stoi.items() if i in ids}
-    assert words == {"lemon", "chicken", "breast", "chili", "apples"}
