@@ -144,3 +144,28 @@ def test_repetition_penalty_and_validation():
         DecodingRules(repetition_penalty=0.5)
     with pytest.raises(ValueError):
         DecodingRules(min_steps=3, max_steps=2)
+
+
+def test_no_immediate_repeat_of_a_content_word():
+    free = {EOI, EOS, 9}  # 9 plays a number or punctuation: free to repeat
+    st = RuleState(DecodingRules(no_repeat_ngram=0), eoi=EOI, eos=EOS, free_ids=free)
+    st.push(4)
+    st.push(EOI)  # title "4"
+    st.push(5)
+    assert 5 in st.banned()  # "stir-fry stir-fry"
+    st.push(9)
+    assert 9 not in st.banned()
+    off = RuleState(
+        DecodingRules(no_repeat_ngram=0, no_immediate_repeat=False), eoi=EOI, eos=EOS, free_ids=free
+    )
+    off.push(4)
+    off.push(EOI)
+    off.push(5)
+    assert 5 not in off.banned()
+
+
+def test_hyphenated_words_are_not_free_but_punctuation_and_numbers_are():
+    from beyondvis.recipes.generation.constraints import free_token_ids
+
+    itos = ["<pad>", "stir-fry", "don't", "10", "-", ",", "the", "pork", "1/2"]
+    assert {itos[i] for i in free_token_ids(itos)} == {"<pad>", "10", "-", ",", "the", "1/2"}

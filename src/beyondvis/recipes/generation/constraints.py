@@ -49,6 +49,8 @@ class DecodingRules:
     unique_title_words: bool = True
     min_steps: int = 0
     max_steps: int | None = None
+    # no content word twice in a row ("stir-fry stir-fry"): a 2-gram the 3-gram blocking allows
+    no_immediate_repeat: bool = True
 
     def __post_init__(self) -> None:
         if self.no_repeat_ngram < 0:
@@ -66,7 +68,12 @@ class DecodingRules:
     @classmethod
     def off(cls) -> DecodingRules:
         """No rule at all: the plain model decoding (for tests and ablations)."""
-        return cls(no_repeat_ngram=0, no_repeat_step=False, unique_title_words=False)
+        return cls(
+            no_repeat_ngram=0,
+            no_repeat_step=False,
+            unique_title_words=False,
+            no_immediate_repeat=False,
+        )
 
 
 def free_token_ids(itos: Sequence[str]) -> frozenset[int]:
@@ -74,7 +81,8 @@ def free_token_ids(itos: Sequence[str]) -> frozenset[int]:
     return frozenset(
         i
         for i, w in enumerate(itos)
-        if not w.isalpha() or w.lower() in FUNCTION_WORDS or w.startswith("<")
+        # "stir-fry" and "don't" are words: only ids without a letter are punctuation/numbers
+        if not any(c.isalpha() for c in w) or w.lower() in FUNCTION_WORDS or w.startswith("<")
     )
 
 
@@ -170,6 +178,8 @@ class RuleState:
             out |= self.seen_ngrams.get(prefix, set())
         if r.unique_title_words and self.in_title:
             out |= self.title_words
+        if r.no_immediate_repeat and self.current and self.current[-1] not in self.free:
+            out.add(self.current[-1])
         if not self.current:
             out.add(self.eoi)  # no empty title or step
         elif r.no_repeat_step and tuple(self.current) in self.closed_steps:
