@@ -4,6 +4,19 @@
 ``ExperimentConfig(model: ModelConfig, train: TrainConfig)`` and load it from one YAML file,
 then tweak it from the command line with ``train.lr=0.01``. Unknown keys are errors (a typo
 silently ignored would train the wrong model for hours).
+
+Every system loads its configs here, so they all share:
+
+* **Names.** ``sets/miml`` is ``beyondvis/configs/sets/miml.yaml`` inside the installed package
+  (:func:`resolve_config`, :func:`list_configs`); a path works too, and the repository-style
+  ``configs/sets/miml.yaml`` finds the packaged copy from any working directory.
+* **Inheritance.** A YAML file whose top level has ``base: OTHER`` starts from OTHER (a path
+  relative to the file that names it, else a packaged name) and overrides its keys.
+* **References.** A folder setting (a key ending in ``_dir``) may name other values,
+  ``out_dir: runs/{model.name}/seed{train.seed}`` (``{seed}`` also finds a sibling field), so
+  run folders follow the experiment.
+* **Comparison.** :func:`config_diff` lists the dotted keys two configs disagree on (the
+  Trainer refuses to resume a run whose settings changed).
 """
 
 from __future__ import annotations
@@ -11,6 +24,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import os
+import re
 import types
 import typing
 from collections.abc import Mapping, Sequence
@@ -27,6 +41,11 @@ SCHEDULERS = ("none", "cosine", "step")
 
 class ConfigError(ValueError):
     """A configuration file, dict or override is invalid; the message names the key."""
+
+
+# The configs shipped inside the package (src/beyondvis/configs/<system>/<name>.yaml).
+PACKAGED_CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
+_REFERENCE = re.compile(r"\{([A-Za-z_][A-Za-z0-9_.]*)\}")
 
 
 @dataclasses.dataclass
@@ -98,7 +117,7 @@ def load_config(
     if source is None:
         data: dict[str, Any] = {}
     elif isinstance(source, str | os.PathLike):
-        data = _read_yaml(Path(source))
+        data = _read_with_base(resolve_config(source), cls, ())
     elif dataclasses.is_dataclass(source) and not isinstance(source, type):
         data = config_to_dict(source)
     elif isinstance(source, Mapping):
@@ -107,7 +126,138 @@ def load_config(
         raise ConfigError(f"cannot load a config from {type(source).__name__}")
     for override in overrides or ():
         _apply_override(data, override, cls)
-    return _build(cls, data, prefix="")
+    return _interpolate(_build(cls, data, prefix=""))
+
+
+def resolve_config(
+    source: str | os.PathLike,
+    system: str | None = None,
+    relative_to: str | os.PathLike | None = None,
+) -> Path:
+    """The YAML file that ``source`` names: a path, or a packaged config name.
+
+    Tried in order: ``relative_to / source`` (a ``base:`` is relative to the file naming it),
+    else ``source`` as a path from the working directory; then the packaged
+    ``configs/<source>.yaml`` and ``configs/<system>/<source>.yaml`` (so ``sets train --config
+    miml/ff_bce_c`` needs no ``sets/``); a leading ``configs/`` (the repository layout the docs
+    use) is dropped for the packaged lookup. Raises :class:`ConfigError` listing near names.
+    """
+    raw = os.fspath(source)
+    given = Path(raw).expanduser()
+    local = [Path(relative_to) / given] if relative_to is not None else [given]
+    for candidate in local:
+        for path in (candidate, candidate.with_name(candidate.name + ".yaml")):
+            if path.is_file():
+                return path
+    packaged = _packaged_path(raw, system)
+    if packaged is not None:
+        return packaged
+    names = list_configs()
+    stem = raw.removesuffix(".yaml").removeprefix("configs/")
+    close = difflib.get_close_matches(stem, names, n=3, cutoff=0.5)
+    close += [n for n in names if system and n == f"{system}/{stem}" and n not in close]
+    hint = f"; packaged configs near it: {', '.join(close)}" if close else ""
+    where = f" (looked in {relative_to} and the packaged configs)" if relative_to else ""
+    raise ConfigError(
+        f"config file not found: {raw}{where}{hint} (`beyondvis <system> configs` lists them)"
+    )
+
+
+def _packaged_path(raw: str, system: str | None) -> Path | None:
+    if Path(raw).is_absolute():
+        return None
+    name = raw.replace("\\", "/").removesuffix(".yaml")
+    stems = [name]
+    if name.startswith("configs/"):
+        stems.append(name.removeprefix("configs/"))
+    root = PACKAGED_CONFIG_DIR.resolve()
+    for stem in stems:
+        for candidate in (stem, f"{system}/{stem}" if system else None):
+            if candidate is None:
+                continue
+            path = (PACKAGED_CONFIG_DIR / f"{candidate}.yaml").resolve()
+            # a name cannot climb out of the packaged folder (``../../etc/x``)
+            if path.is_file() and root in path.parents:
+                return path
+    return None
+
+
+def list_configs(system: str | None = None) -> list[str]:
+    """Names of the packaged configs (``sets/miml``, ...), only ``system``'s when given."""
+    root = PACKAGED_CONFIG_DIR / system if system else PACKAGED_CONFIG_DIR
+    if not root.is_dir():
+        return []
+    return sorted(
+        str(p.relative_to(PACKAGED_CONFIG_DIR).with_suffix("")).replace(os.sep, "/")
+        for p in root.rglob("*.yaml")
+    )
+
+
+def config_name(path: str | os.PathLike) -> str | None:
+    """The packaged name of ``path`` (``sets/miml``), or None for a file outside the package."""
+    resolved = Path(path).resolve()
+    root = PACKAGED_CONFIG_DIR.resolve()
+    if root not in resolved.parents or resolved.suffix != ".yaml":
+        return None
+    return str(resolved.relative_to(root).with_suffix("")).replace(os.sep, "/")
+
+
+def config_diff(
+    stored: Mapping[str, Any], current: Mapping[str, Any], ignore: Sequence[str] = ()
+) -> list[tuple[str, Any, Any]]:
+    """``(dotted key, stored value, current value)`` for every key the two configs disagree on.
+
+    Keys whose last part is in ``ignore`` are skipped (settings that may change between a run
+    and its resume, such as ``epochs`` or ``device``); a key present on one side only counts as
+    a difference with ``<absent>`` on the other.
+    """
+    a, b = _flatten(stored), _flatten(current)
+    skip = set(ignore)
+    out = []
+    for key in sorted(set(a) | set(b)):
+        if key.rsplit(".", 1)[-1] in skip:
+            continue
+        left, right = a.get(key, _ABSENT), b.get(key, _ABSENT)
+        if not _same(left, right):
+            out.append((key, left, right))
+    return out
+
+
+class _Absent:
+    def __repr__(self) -> str:
+        return "<absent>"
+
+
+_ABSENT = _Absent()
+
+
+def _same(a: Any, b: Any) -> bool:
+    if isinstance(a, list | tuple) and isinstance(b, list | tuple):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
+    if isinstance(a, bool) or isinstance(b, bool):
+        return type(a) is type(b) and a == b
+    if isinstance(a, int | float) and isinstance(b, int | float):
+        return float(a) == float(b)  # 1 and 1.0 (YAML) are the same setting
+    return a == b
+
+
+def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        value = config_to_dict(value)
+    if isinstance(value, Mapping):
+        out: dict[str, Any] = {}
+        for key, item in value.items():
+            out.update(_flatten(item, f"{prefix}.{key}" if prefix else str(key)))
+        return out  # an empty section adds no key (its keys count as absent)
+    return {prefix: _plain(value)}
+
+
+def format_diff(diff: Sequence[tuple[str, Any, Any]], limit: int = 6) -> str:
+    """``train.lr 0.001 -> 0.0003, model.name 'ff_bce' -> 'lstm'`` (one line)."""
+    parts = [f"{key} {left!r} -> {right!r}" for key, left, right in diff[:limit]]
+    if len(diff) > limit:
+        parts.append(f"and {len(diff) - limit} more")
+    return ", ".join(parts)
 
 
 def config_to_dict(config: Any) -> dict[str, Any]:
@@ -120,6 +270,77 @@ def save_config(config: Any, path: str | os.PathLike) -> None:
 
     with atomic_write(path, "w") as handle:
         yaml.safe_dump(config_to_dict(config), handle, sort_keys=False)
+
+
+def _read_with_base(path: Path, cls: type, seen: tuple[Path, ...]) -> dict[str, Any]:
+    """``path``'s mapping over the one its ``base:`` names (when ``cls`` has no ``base`` field)."""
+    data = _read_yaml(path)
+    if "base" not in data or "base" in {f.name for f in dataclasses.fields(cls)}:
+        return data
+    ref = data.pop("base")
+    if not isinstance(ref, str) or not ref:
+        raise ConfigError(f"{path}: base must name a config file, got {ref!r}")
+    system = _system_of(path)
+    base_path = resolve_config(ref, system=system, relative_to=path.parent)
+    if base_path.resolve() in seen or base_path.resolve() == path.resolve():
+        raise ConfigError(f"{path}: base {ref!r} refers back to itself")
+    merged = _read_with_base(base_path, cls, (*seen, path.resolve()))
+    return _merge(merged, data)
+
+
+def _system_of(path: Path) -> str | None:
+    name = config_name(path)
+    return name.split("/", 1)[0] if name and "/" in name else None
+
+
+def _merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in over.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = _merge(dict(out[key]), value)
+        else:
+            out[key] = value
+    return out
+
+
+def _interpolate(config: T) -> T:
+    """Replace ``{dotted.key}`` references in string fields by the values they name."""
+    flat = _flatten(config)
+    if not any(isinstance(v, str) and "{" in v for v in flat.values()):
+        return config
+    replacements: dict[str, str] = {}
+    for key, value in flat.items():
+        # Only folder settings (``out_dir``, ``cache_dir``, ...): other strings may hold braces
+        # of their own (templates, prompts).
+        if not key.endswith("_dir") or not isinstance(value, str) or not _REFERENCE.search(value):
+            continue
+        parent = key.rsplit(".", 1)[0] if "." in key else ""
+
+        def lookup(match: re.Match[str], key: str = key, parent: str = parent) -> str:
+            ref = match.group(1)
+            for candidate in (ref, f"{parent}.{ref}" if parent else ref):
+                if candidate in flat and candidate != key:
+                    found = flat[candidate]
+                    if isinstance(found, str) and _REFERENCE.search(found):
+                        raise ConfigError(f"{key}: {{{ref}}} names another reference ({found!r})")
+                    return str(found)
+            raise ConfigError(f"{key}: {{{ref}}} names no config key (value {flat[key]!r})")
+
+        replacements[key] = _REFERENCE.sub(lookup, value)
+    for key, value in replacements.items():
+        _set_dotted(config, key, value)
+    return config
+
+
+def _set_dotted(config: Any, key: str, value: Any) -> None:
+    *parents, last = key.split(".")
+    node = config
+    for part in parents:
+        node = node[part] if isinstance(node, dict) else getattr(node, part)
+    if isinstance(node, dict):
+        node[last] = value
+    else:
+        object.__setattr__(node, last, value)
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:

@@ -46,6 +46,7 @@ from beyondvis.engine import (
     load_config,
     unwrap_model,
 )
+from beyondvis.engine.config import PACKAGED_CONFIG_DIR
 from beyondvis.io import ImageLoadError
 from beyondvis.segmentation.data import (
     AugmentConfig,
@@ -65,11 +66,8 @@ log = logging.getLogger(__name__)
 DATASETS = ("cvppp", "pennfudan", "voc_sbd", "cityscapes")
 DATA_FOLDERS = {"cvppp": "cvppp_a1", "pennfudan": "PennFudanPed", "voc_sbd": "VOCdevkit",
                 "cityscapes": "cityscapes"}  # fmt: skip
-# Configs live in the repository's configs/segmentation (found from any working directory with
-# the editable install `make env` makes); a copy inside the package is preferred when present.
-_PACKAGED_CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "segmentation"
-_REPO_CONFIGS = Path(__file__).resolve().parents[3] / "configs" / "segmentation"
-CONFIG_DIR = _PACKAGED_CONFIGS if _PACKAGED_CONFIGS.is_dir() else _REPO_CONFIGS
+# The packaged configs (beyondvis/configs/segmentation, names such as ``cvppp``).
+CONFIG_DIR = PACKAGED_CONFIG_DIR / "segmentation"
 
 
 @dataclasses.dataclass
@@ -163,14 +161,11 @@ class RSISConfig:
 
 
 def resolve_config(path: str | Path) -> Path:
-    """A config path as given, else a packaged one (``cvppp`` or ``cvppp.yaml`` works too)."""
-    p = Path(path)
-    if p.is_file():
-        return p
-    for candidate in (CONFIG_DIR / p.name, CONFIG_DIR / f"{p.name}.yaml"):
-        if candidate.is_file():
-            return candidate
-    return p  # load_config reports "config file not found" with the path given
+    """A config path as given, else a packaged one (``cvppp``, ``cvppp.yaml`` or
+    ``segmentation/cvppp``)."""
+    from beyondvis.engine.config import resolve_config as resolve
+
+    return resolve(path, system="segmentation")
 
 
 def load_rsis_config(source: Any, overrides: list[str] | None = None) -> RSISConfig:

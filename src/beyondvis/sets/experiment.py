@@ -130,26 +130,21 @@ class SetsConfig:
     )
 
 
-def resolve_config(source: Any) -> Any:
-    """A config path, or a packaged config name (``miml/ff_bce_c`` ->
+def resolve_config(source: Any, relative_to: str | os.PathLike | None = None) -> Any:
+    """A config path, or a packaged config name (``miml/ff_bce_c`` or ``sets/miml/ff_bce_c`` ->
     ``beyondvis/configs/sets/miml/ff_bce_c.yaml``), so shipped configs work from any folder."""
-    if not isinstance(source, str | os.PathLike) or Path(source).is_file():
+    if not isinstance(source, str | os.PathLike):
         return source
-    from importlib import resources
+    from beyondvis.engine.config import resolve_config as resolve
 
-    name = str(source).removesuffix(".yaml")
-    packaged = resources.files("beyondvis").joinpath("configs", "sets", f"{name}.yaml")
-    return Path(str(packaged)) if packaged.is_file() else source
+    return resolve(source, system="sets", relative_to=relative_to)
 
 
 def packaged_configs() -> list[str]:
-    """Names of the set configs shipped inside the package."""
-    from importlib import resources
+    """Names of the set configs shipped inside the package (``miml``, ``miml/ff_bce_c``, ...)."""
+    from beyondvis.engine.config import list_configs
 
-    root = Path(str(resources.files("beyondvis").joinpath("configs", "sets")))
-    if not root.is_dir():
-        return []
-    return sorted(str(p.relative_to(root).with_suffix("")) for p in root.rglob("*.yaml"))
+    return [name.removeprefix("sets/") for name in list_configs("sets")]
 
 
 def load_sets_config(source: Any, overrides: list[str] | None = None) -> SetsConfig:
