@@ -60,7 +60,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     curve = sub.add_parser(
         "curve", help="plot validation perplexity against steps of a decoder run (PNG)"
     )
-    curve.add_argument("run", help="decoder run folder (with metrics.csv) or its metrics.csv")
+    curve.add_argument(
+        "run",
+        nargs="+",
+        help="decoder run folder (with metrics.csv) or its metrics.csv; several = consecutive "
+        "stages, each warm-started from the one before, drawn on one step axis",
+    )
     curve.add_argument("--out", required=True, help="PNG file to write")
     curve.add_argument(
         "--reference", type=float, default=None, help="draw this perplexity as a dashed line"
@@ -72,12 +77,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_curve(args: argparse.Namespace) -> int:
-    from beyondvis.recipes.generation.curves import plot_perplexity
+    from beyondvis.recipes.generation import plot_perplexity
 
-    path = Path(args.run)
-    csv_path = path / "metrics.csv" if path.is_dir() else path
+    paths = [Path(p) / "metrics.csv" if Path(p).is_dir() else Path(p) for p in args.run]
     try:
-        points = plot_perplexity(csv_path, args.out, args.reference, args.reference_label)
+        points = plot_perplexity(paths, args.out, args.reference, args.reference_label)
     except (OSError, ValueError) as exc:
         raise CLIError(str(exc)) from exc
     for step, value in points:
@@ -160,7 +164,7 @@ def _register_evaluate(sub: argparse._SubParsersAction) -> None:
 def _config(args: argparse.Namespace):
     import torch
 
-    from beyondvis.recipes.generation.experiment import load_generation_config
+    from beyondvis.recipes.generation import load_generation_config
 
     torch.set_num_threads(max(1, args.threads))
     try:
@@ -170,7 +174,7 @@ def _config(args: argparse.Namespace):
 
 
 def run_train(args: argparse.Namespace) -> int:
-    from beyondvis.recipes.generation.experiment import run_training
+    from beyondvis.recipes.generation import run_training
 
     cfg = _config(args)
     try:
@@ -183,7 +187,7 @@ def run_train(args: argparse.Namespace) -> int:
 
 def run_export(args: argparse.Namespace) -> int:
     from beyondvis.engine import CheckpointError
-    from beyondvis.recipes.generation.experiment import export_from_checkpoints
+    from beyondvis.recipes.generation import export_from_checkpoints
 
     cfg = _config(args)
     try:
@@ -195,9 +199,14 @@ def run_export(args: argparse.Namespace) -> int:
 
 
 def run_table(args: argparse.Namespace) -> int:
-    from beyondvis.recipes.generation import tables
-    from beyondvis.recipes.generation.bundle import PACKAGE_BUNDLE
-    from beyondvis.recipes.generation.experiment import load_data
+    from beyondvis.recipes.generation import (
+        INGREDIENT_MODELS,
+        PACKAGE_BUNDLE,
+        fusion_table,
+        ingredient_table,
+        load_data,
+        retrieval_table,
+    )
 
     cfg = _config(args)
     try:
@@ -205,13 +214,13 @@ def run_table(args: argparse.Namespace) -> int:
     except FileNotFoundError as exc:
         raise CLIError(str(exc)) from exc
     if args.which == "ingredients":
-        models = tuple(args.models.split(",")) if args.models else tables.INGREDIENT_MODELS
-        rows = tables.ingredient_table(cfg, data, models)
+        models = tuple(args.models.split(",")) if args.models else INGREDIENT_MODELS
+        rows = ingredient_table(cfg, data, models)
     elif args.which == "fusions":
         only = tuple(args.models.split(",")) if args.models else None
-        rows = tables.fusion_table(cfg, data, only)
+        rows = fusion_table(cfg, data, only)
     else:
-        rows = tables.retrieval_table(data, args.bundle or PACKAGE_BUNDLE)
+        rows = retrieval_table(data, args.bundle or PACKAGE_BUNDLE)
     if args.out:
         Path(args.out).write_text(json.dumps(rows, indent=2) + "\n")
     print_json(rows)
@@ -222,7 +231,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     import dataclasses
     import sys
 
-    from beyondvis.recipes.generation.evaluate import EvaluateError, evaluate_folder, format_report
+    from beyondvis.recipes.generation import EvaluateError, evaluate_folder, format_report
     from beyondvis.utils import atomic_write
 
     if args.threads is not None and args.threads < 1:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import math
+from collections.abc import Sequence
 from pathlib import Path
 
 
@@ -29,25 +30,48 @@ def read_curve(metrics_csv: str | Path, metric: str = "val_ppl") -> list[tuple[i
     return sorted(points.items())
 
 
+def chained_curve(
+    metrics_csvs: Sequence[str | Path], metric: str = "val_ppl"
+) -> list[list[tuple[int, float]]]:
+    """The curves of consecutive runs (each warm-started from the one before, e.g.
+    ``cook_cpu`` then ``cook_cpu_stage2``) on one step axis: a run's steps continue from the
+    last evaluated step of the run before it."""
+    out: list[list[tuple[int, float]]] = []
+    offset = 0
+    for path in metrics_csvs:
+        points = read_curve(path, metric)
+        if not points:
+            raise ValueError(f"{path}: no {metric} rows yet")
+        out.append([(offset + step, value) for step, value in points])
+        offset = out[-1][-1][0]
+    return out
+
+
 def plot_perplexity(
-    metrics_csv: str | Path,
+    metrics_csv: str | Path | Sequence[str | Path],
     out_png: str | Path,
     reference: float | None = None,
     reference_label: str = "before",
     title: str = "instruction decoder: validation perplexity",
 ) -> list[tuple[int, float]]:
-    """Draw ``val_ppl`` against steps (log scale) into ``out_png``; returns the points."""
+    """Draw ``val_ppl`` against steps (log scale) into ``out_png``; returns the points.
+
+    Several ``metrics.csv`` are consecutive stages (:func:`chained_curve`), drawn in turn."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    points = read_curve(metrics_csv)
-    if not points:
-        raise ValueError(f"{metrics_csv}: no val_ppl rows yet")
+    paths = [metrics_csv] if isinstance(metrics_csv, (str, Path)) else list(metrics_csv)
+    stages = chained_curve(paths)
+    points = [p for stage in stages for p in stage]
     steps, values = zip(*points)
     fig, ax = plt.subplots(figsize=(6, 3.6))
-    ax.plot(steps, values, marker="o", color="#4477aa", label="validation perplexity")
+    colours = ["#4477aa", "#228833", "#aa3377", "#ccbb44"]
+    for n, stage in enumerate(stages):
+        label = "validation perplexity" + (f" (stage {n + 1})" if len(stages) > 1 else "")
+        xs, ys = zip(*stage)
+        ax.plot(xs, ys, marker="o", color=colours[n % len(colours)], label=label)
     best = min(range(len(values)), key=values.__getitem__)
     ax.annotate(
         f"best {values[best]:.1f}",
