@@ -16,12 +16,15 @@ shared images and seed 0 that is 1,119 / 160 / 320 images.
 from __future__ import annotations
 
 import csv
+import logging
 import os
 from pathlib import Path
 
 import numpy as np
 
 from beyondvis.data.sets_readers import SetDataError, SetRecord, SetSplits, require_file
+
+log = logging.getLogger(__name__)
 
 MIML_LABELS = ["desert", "mountains", "sea", "sunset", "trees"]
 
@@ -40,6 +43,8 @@ def read_miml_records(root: str | os.PathLike) -> tuple[list[SetRecord], list[st
             raise SetDataError(f"{path}: expected a header 'Filenames,<label>,...', got {header}")
         vocab = [h.strip() for h in header[1:]]
         records = []
+        seen: dict[str, tuple[int, list[str]]] = {}  # file name -> (first line, labels)
+        duplicates = 0
         for line_no, row in enumerate(reader, start=2):
             if not row:
                 continue
@@ -54,9 +59,26 @@ def read_miml_records(root: str | os.PathLike) -> tuple[list[SetRecord], list[st
             if any(f not in (0, 1) for f in flags):
                 raise SetDataError(f"{path}:{line_no}: label flags must be 0/1, got {row}")
             labels = [name for name, flag in zip(vocab, flags) if flag]
-            records.append(SetRecord(str(root / "images" / row[0].strip()), labels))
+            name = row[0].strip()
+            if not name or name.startswith(".") or any(c in name for c in "/\\:\0"):
+                raise SetDataError(
+                    f"{path}:{line_no}: {name!r} is not a plain file name (images/<name>)"
+                )
+            if name in seen:
+                first, first_labels = seen[name]
+                if first_labels != labels:
+                    raise SetDataError(
+                        f"{path}:{line_no}: {name} is listed again with other labels "
+                        f"({labels} here, {first_labels} on line {first})"
+                    )
+                duplicates += 1  # one photo listed twice must not land in two splits
+                continue
+            seen[name] = (line_no, labels)
+            records.append(SetRecord(str(root / "images" / name), labels))
     if not records:
         raise SetDataError(f"{path} lists no images")
+    if duplicates:
+        log.warning("%s: %d duplicate row(s) of an already listed image skipped", path, duplicates)
     return records, vocab
 
 

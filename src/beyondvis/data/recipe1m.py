@@ -58,6 +58,7 @@ class ReadReport:
 
     ok: int = 0
     bad: list[tuple[str, str]] = dataclasses.field(default_factory=list)
+    duplicates: int = 0  # records skipped because their id was seen before (also in ``bad``)
 
     def skip(self, where: str, reason: str) -> None:
         self.bad.append((where, reason))
@@ -77,8 +78,19 @@ def iter_json_array(path: str | os.PathLike, report: ReadReport | None = None) -
     if not path.is_file():
         raise Recipe1MError(f"{path}: no such file")
     report = report if report is not None else ReadReport()
+    try:
+        yield from _iter_json_array(path, report)
+    except UnicodeDecodeError as exc:
+        # errors="replace" would turn a latin-1 file's "crème" into "cr\ufffdme" silently
+        raise Recipe1MError(
+            f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start} of a chunk); Recipe1M "
+            f"files are UTF-8: convert it first, e.g. `iconv -f latin1 -t utf-8`"
+        ) from None
+
+
+def _iter_json_array(path: Path, report: ReadReport) -> Iterator[Any]:
     decoder = json.JSONDecoder()
-    with open(path, encoding="utf-8", errors="replace") as fh:
+    with open(path, encoding="utf-8") as fh:
         buf = fh.read(_CHUNK)
         pos = _skip_ws(buf, 0)
         if pos >= len(buf) or buf[pos] != "[":
@@ -104,6 +116,14 @@ def iter_json_array(path: str | os.PathLike, report: ReadReport | None = None) -
                 continue
             try:
                 value, end = decoder.raw_decode(buf, pos)
+            except RecursionError:
+                report.skip(f"{path.name}[{index}]", "JSON nested too deeply")
+                index += 1
+                match = _RECORD_START.search(buf, pos + 1)
+                if match is None:
+                    return
+                pos = match.start()
+                continue
             except json.JSONDecodeError as exc:
                 if not eof and len(buf) - pos < 64 * _CHUNK:
                     # The element may simply be longer than the buffer: read more and retry.
@@ -171,6 +191,7 @@ def parse_recipe(record: Any) -> Recipe:
 def iter_layer1(path: str | os.PathLike, report: ReadReport | None = None) -> Iterator[Recipe]:
     """Stream the valid recipes of a ``layer1.json``; malformed ones go to ``report``."""
     report = report if report is not None else ReadReport()
+    first_seen: dict[str, int] = {}
     for n, record in enumerate(iter_json_array(path, report)):
         try:
             recipe = parse_recipe(record)
@@ -178,6 +199,16 @@ def iter_layer1(path: str | os.PathLike, report: ReadReport | None = None) -> It
             rid = record.get("id") if isinstance(record, dict) else None
             report.skip(f"layer1[{n}]" + (f" id={rid}" if rid else ""), str(exc))
             continue
+        if recipe.id in first_seen:
+            # a second record with one id would take the first one's photos (layer 2 is keyed
+            # by id) and could sit in another split: the first wins, the rest are reported
+            report.skip(
+                f"layer1[{n}] id={recipe.id}",
+                f"duplicate id (first at layer1[{first_seen[recipe.id]}]); skipped",
+            )
+            report.duplicates += 1
+            continue
+        first_seen[recipe.id] = n
         report.ok += 1
         yield recipe
 
@@ -194,6 +225,14 @@ def read_layer2(path: str | os.PathLike, report: ReadReport | None = None) -> di
                 raise TypeError
         except (KeyError, TypeError):
             report.skip(f"layer2[{n}]", "needs 'id' and 'images': [{'id': ...}]")
+            continue
+        unsafe = [i for i in ids if not is_safe_image_id(i)]
+        if unsafe:
+            report.skip(
+                f"layer2[{n}] id={rid}",
+                f"image id(s) {unsafe[:3]} are not plain file names (would read outside "
+                "the dataset root)",
+            )
             continue
         report.ok += 1
         images.setdefault(rid, []).extend(ids)
@@ -218,8 +257,23 @@ def read_det_ingrs(
     return out
 
 
+def is_safe_image_id(image_id: str) -> bool:
+    """A plain file name: no separator, not ``.``/``..``, no drive or NUL (``../../x`` and
+    ``/etc/passwd`` must not reach outside ``images/``)."""
+    return (
+        bool(image_id)
+        and image_id not in (".", "..")
+        and not image_id.startswith(".")
+        and not any(c in image_id for c in "/\\:\0")
+    )
+
+
 def image_path(root: str | os.PathLike, partition: str, image_id: str) -> Path:
     """``root/images/<partition>/a/b/c/d/<image_id>`` (the official Recipe1M layout)."""
+    if not is_safe_image_id(image_id):
+        raise Recipe1MError(f"image id {image_id!r} is not a plain file name")
+    if partition not in PARTITIONS:
+        raise Recipe1MError(f"partition {partition!r} is not one of {PARTITIONS}")
     return Path(root, "images", partition, *image_id[:4], image_id)
 
 
