@@ -16,14 +16,11 @@ card searches: 12,570).
 from __future__ import annotations
 
 import argparse
-import contextlib
 import gzip
 import io
 import json
-import os
 import re
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -56,33 +53,11 @@ def _gzip_bytes(text: str) -> bytes:
     return gzip.compress(text.encode("utf-8"), compresslevel=9, mtime=0)
 
 
-@contextlib.contextmanager
-def _folder_lock(folder: Path) -> Iterator[None]:
-    """Refuse a second writer of an asset folder (``.card_export.lock`` holds its pid; a lock
-    whose process is gone is taken over)."""
-    lock = folder / ".card_export.lock"
-    for _ in range(2):
-        try:
-            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-        except FileExistsError:
-            try:
-                pid = int(lock.read_text().strip() or 0)
-                os.kill(pid, 0)
-            except (ValueError, ProcessLookupError, FileNotFoundError):
-                lock.unlink(missing_ok=True)
-                continue
-            except PermissionError:
-                pass
-            raise RuntimeError(
-                f"{folder} is being written by process {pid} (lock {lock})"
-            ) from None
-        with os.fdopen(fd, "w") as fh:
-            fh.write(str(os.getpid()))
-        break
-    try:
-        yield
-    finally:
-        lock.unlink(missing_ok=True)
+def _folder_lock(folder: Path):  # noqa: ANN202 - a context manager
+    """Refuse a second writer of an asset folder (the shared folder lock)."""
+    from beyondvis.utils.locks import folder_lock
+
+    return folder_lock(folder, ".card_export.lock")
 
 
 def read_provenance(path: str | Path) -> dict[str, str]:
