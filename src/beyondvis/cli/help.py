@@ -16,6 +16,7 @@ Standard library only: building the parser must stay instant (no torch, numpy, .
 from __future__ import annotations
 
 import argparse
+import inspect
 import re
 import textwrap
 from pathlib import PurePath
@@ -84,7 +85,8 @@ class HelpFormatter(argparse.HelpFormatter):
 
     def _fill_text(self, text: str, width: int, indent: str) -> str:
         """Fill each paragraph of ``text`` on its own; indented or bulleted lines stay as typed."""
-        paragraphs = re.split(r"\n\s*\n", textwrap.dedent(plain(text)).strip())
+        # cleandoc, not dedent: a docstring's first line has no indent, the others do
+        paragraphs = re.split(r"\n\s*\n", inspect.cleandoc(plain(text)))
         out = []
         for para in paragraphs:
             lines = para.splitlines()
