@@ -17,12 +17,12 @@ split across processes, which write disjoint rows of the same files.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
 import os
 import re
-import shutil
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -38,6 +38,7 @@ from tqdm.auto import tqdm
 from beyondvis.device import resolve_device
 from beyondvis.engine.distributed import DistContext, init_distributed
 from beyondvis.utils import atomic_write_json
+from beyondvis.utils.locks import FolderLockedError, folder_lock
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +46,18 @@ CACHE_FORMAT_VERSION = 1
 CACHE_KIND = "beyondvis.engine.feature_cache"
 DTYPES = {"float32": np.float32, "float16": np.float16}
 NOT_DONE, DONE, BAD = 0, 1, 2
+PAYLOAD_FILES = ("features.npy", "done.npy")
+LOCK_NAME = ".features.lock"
+SKIPPED_GLOB = "skipped.rank*.json"
+VERIFY_MAX_BYTES = 1 << 30  # larger payloads are checked by size and shape only
+
+
+def file_sha256(path: Path, chunk: int = 1 << 22) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 class FeatureCacheError(RuntimeError):
@@ -88,7 +101,13 @@ def cache_features(
     fingerprint = _fingerprint(source_name, module, dataset, ids, dtype, fingerprint_extra)
 
     ctx, owns = _dist_context(device)
+    lock = contextlib.ExitStack()
     try:
+        if ctx.is_main:  # one job per folder; the ranks of this job share rank 0's lock
+            try:
+                lock.enter_context(folder_lock(out, LOCK_NAME))
+            except FolderLockedError as exc:
+                raise FeatureCacheError(str(exc)) from None
         _on_main(ctx, lambda: _prepare_folder(out, fingerprint, overwrite))
         if (out / "meta.json").is_file():  # finished and matching: reuse
             return FeatureCache(out)
@@ -102,6 +121,7 @@ def cache_features(
         ctx.barrier()
         _on_main(ctx, lambda: _finalize(out, fingerprint, source_name, shape, dtype, ids))
     finally:
+        lock.close()
         if owns:
             ctx.close()
     return FeatureCache(out)
@@ -140,6 +160,7 @@ class FeatureCache:
                 f"reads versions up to {CACHE_FORMAT_VERSION}; upgrade beyondvis"
             )
         self.meta: dict[str, Any] = meta
+        self._verify(meta.get("sha256"))
         self.features = np.load(self.path / "features.npy", mmap_mode="r")
         if list(self.features.shape) != meta["shape"]:
             raise FeatureCacheError(
@@ -152,6 +173,24 @@ class FeatureCache:
         self.item_ids = [self.all_item_ids[i] for i in self.rows]
         self.skipped: list[dict[str, Any]] = meta["skipped"]
         self._row_of_id = {item_id: int(i) for i, item_id in zip(self.rows, self.item_ids)}
+
+    def _verify(self, sums: Mapping[str, str] | None) -> None:
+        """Check the payload files against the checksums in meta.json (caches written
+        before checksums existed have none and are read as before)."""
+        if not sums:
+            return
+        for name, expected in sums.items():
+            path = self.path / name
+            if not path.is_file():
+                raise FeatureCacheError(f"{path}: missing (listed in {self.path}/meta.json)")
+            size = path.stat().st_size
+            if size > VERIFY_MAX_BYTES:  # hashing would cost more than reading a few rows
+                continue
+            if file_sha256(path) != expected:
+                raise FeatureCacheError(
+                    f"{path}: checksum mismatch (the file changed or is corrupt since the "
+                    "cache was written); rebuild the cache (features cache ... --overwrite)"
+                )
 
     @property
     def name(self) -> str:
@@ -379,7 +418,7 @@ def _finalize(
     missing = int((done == NOT_DONE).sum())
     if missing:
         raise FeatureCacheError(f"{missing} item(s) of {out} were not computed")
-    skipped = _read_skipped(sorted(out.glob("skipped.rank*.json")))
+    skipped = _read_skipped(sorted(out.glob(SKIPPED_GLOB)))
     skipped_list = [skipped[i] for i in sorted(skipped) if done[i] == BAD]
     for entry in skipped_list:
         log.warning("skipped item %s: %s", entry["id"], entry["reason"])
@@ -398,6 +437,9 @@ def _finalize(
             "item_ids": ids,
             "skipped": skipped_list,
             "torch_version": str(torch.__version__),
+            # verified on open: a flipped byte in the features or a flipped done flag (an
+            # item silently dropped or a zero row served) is an error naming the file
+            "sha256": {name: file_sha256(out / name) for name in PAYLOAD_FILES},
         },
         indent=None,
     )
@@ -455,13 +497,19 @@ def _prepare_folder(out: Path, fingerprint: str, overwrite: bool) -> None:
                 f"{out} holds features of a different source/data (fingerprint {existing[:12]} "
                 f"!= {fingerprint[:12]}); pass overwrite=True or choose another folder"
             )
-        for name in ("meta.json", "state.json", "features.npy", "done.npy"):
-            (out / name).unlink(missing_ok=True)
-        for path in out.glob("skipped.rank*.json"):
-            path.unlink()
+        _remove_cache_files(out)
     elif overwrite and existing is not None:
-        shutil.rmtree(out)
+        _remove_cache_files(out)
     out.mkdir(parents=True, exist_ok=True)
+
+
+def _remove_cache_files(out: Path) -> None:
+    """Delete what a feature cache consists of, and nothing else: ``--overwrite`` on a folder
+    that also holds a user's files must not take them with it."""
+    for name in ("meta.json", "state.json", *PAYLOAD_FILES):
+        (out / name).unlink(missing_ok=True)
+    for path in out.glob(SKIPPED_GLOB):
+        path.unlink()
 
 
 def _dist_context(device: str | torch.device | None) -> tuple[DistContext, bool]:
