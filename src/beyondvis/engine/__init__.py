@@ -14,9 +14,13 @@ from beyondvis.engine.checkpoint import (
 )
 from beyondvis.engine.config import (
     ConfigError,
+    ResumeConfigError,
     TrainConfig,
+    config_diff,
     config_to_dict,
+    list_configs,
     load_config,
+    resolve_config,
     save_config,
 )
 from beyondvis.engine.distributed import DistContext, ResumableSampler, init_distributed
@@ -46,6 +50,7 @@ __all__ = [
     "FORMAT_VERSION",
     "CheckpointError",
     "ConfigError",
+    "ResumeConfigError",
     "DistContext",
     "MetricsLogger",
     "ResumableSampler",
@@ -55,7 +60,10 @@ __all__ = [
     "build_optimizer",
     "build_scheduler",
     "check_plain",
+    "config_diff",
     "config_to_dict",
+    "list_configs",
+    "resolve_config",
     "get_rng_state",
     "init_distributed",
     "load_checkpoint",

@@ -43,6 +43,14 @@ class ConfigError(ValueError):
     """A configuration file, dict or override is invalid; the message names the key."""
 
 
+class ResumeConfigError(ConfigError):
+    """A run folder holds a run trained with other settings; ``diff`` lists them."""
+
+    def __init__(self, message: str, diff: list[tuple[str, Any, Any]]) -> None:
+        super().__init__(message)
+        self.diff = diff
+
+
 # The configs shipped inside the package (src/beyondvis/configs/<system>/<name>.yaml).
 PACKAGED_CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
 _REFERENCE = re.compile(r"\{([A-Za-z_][A-Za-z0-9_.]*)\}")
@@ -203,13 +211,17 @@ def config_name(path: str | os.PathLike) -> str | None:
 
 
 def config_diff(
-    stored: Mapping[str, Any], current: Mapping[str, Any], ignore: Sequence[str] = ()
+    stored: Mapping[str, Any],
+    current: Mapping[str, Any],
+    ignore: Sequence[str] = (),
+    skip_missing: bool = False,
 ) -> list[tuple[str, Any, Any]]:
     """``(dotted key, stored value, current value)`` for every key the two configs disagree on.
 
     Keys whose last part is in ``ignore`` are skipped (settings that may change between a run
     and its resume, such as ``epochs`` or ``device``); a key present on one side only counts as
-    a difference with ``<absent>`` on the other.
+    a difference with ``<absent>`` on the other, unless ``skip_missing`` (a config written by
+    an older version lacks the fields added since).
     """
     a, b = _flatten(stored), _flatten(current)
     skip = set(ignore)
@@ -218,6 +230,8 @@ def config_diff(
         if key.rsplit(".", 1)[-1] in skip:
             continue
         left, right = a.get(key, _ABSENT), b.get(key, _ABSENT)
+        if skip_missing and (left is _ABSENT or right is _ABSENT):
+            continue
         if not _same(left, right):
             out.append((key, left, right))
     return out
@@ -241,6 +255,11 @@ def _same(a: Any, b: Any) -> bool:
     return a == b
 
 
+def _short(value: Any, width: int = 40) -> str:
+    text = repr(value)
+    return text if len(text) <= width else text[: width - 3] + "..."
+
+
 def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         value = config_to_dict(value)
@@ -254,7 +273,7 @@ def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
 
 def format_diff(diff: Sequence[tuple[str, Any, Any]], limit: int = 6) -> str:
     """``train.lr 0.001 -> 0.0003, model.name 'ff_bce' -> 'lstm'`` (one line)."""
-    parts = [f"{key} {left!r} -> {right!r}" for key, left, right in diff[:limit]]
+    parts = [f"{key} {_short(left)} -> {_short(right)}" for key, left, right in diff[:limit]]
     if len(diff) > limit:
         parts.append(f"and {len(diff) - limit} more")
     return ", ".join(parts)

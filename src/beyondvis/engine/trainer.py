@@ -27,7 +27,14 @@ from beyondvis.engine.checkpoint import (
     save_checkpoint,
     unwrap_model,
 )
-from beyondvis.engine.config import TrainConfig, config_to_dict, save_config
+from beyondvis.engine.config import (
+    ResumeConfigError,
+    TrainConfig,
+    config_diff,
+    config_to_dict,
+    format_diff,
+    save_config,
+)
 from beyondvis.engine.distributed import DistContext, ResumableSampler, init_distributed
 from beyondvis.engine.metrics import MetricsLogger
 from beyondvis.engine.seeding import (
@@ -135,8 +142,12 @@ class Trainer:
     def fit(self, resume: bool | str | Path | None = "auto") -> TrainResult:
         """Train; ``resume="auto"`` continues from ``<out_dir>/last.pt`` when it exists.
 
-        ``resume`` may also be a checkpoint path, or False/None to start afresh (which deletes
-        ``last.pt``, ``best.pt`` and ``metrics.csv`` of an earlier run in ``out_dir``).
+        A resume first compares the stored run's settings (its TrainConfig and
+        ``checkpoint_extra``) with this one's and raises :class:`ResumeConfigError` naming the
+        keys that differ (all but :data:`RESUME_FREE_KEYS`, e.g. ``epochs`` to train longer);
+        ``resume="force"`` resumes anyway. ``resume`` may also be a checkpoint path, or
+        False/None to start afresh (which deletes ``last.pt``, ``best.pt`` and ``metrics.csv``
+        of an earlier run in ``out_dir``).
         """
         self.ctx = init_distributed(self.config.device)
         try:
@@ -173,7 +184,7 @@ class Trainer:
         state = _State()
         checkpoint_path = self._resume_path(resume)
         if checkpoint_path is not None:
-            state = self._restore(checkpoint_path)
+            state = self._restore(checkpoint_path, check=resume != "force")
         elif ctx.is_main:
             # A fresh run must not mix with an earlier one's rows, nor report (or later resume
             # from) its checkpoints.
@@ -216,15 +227,23 @@ class Trainer:
     def _resume_path(self, resume: bool | str | Path | None) -> Path | None:
         if resume is None or resume is False:
             return None
-        if resume is True or resume == "auto":
+        if resume is True or resume in ("auto", "force"):
             return self.last_path if self.last_path.is_file() else None
         path = Path(resume)
         if not path.is_file():
             raise CheckpointError(f"resume checkpoint not found: {path}")
         return path
 
-    def _restore(self, path: Path) -> _State:
+    def _restore(self, path: Path, check: bool = True) -> _State:
         ckpt = load_checkpoint(path, map_location="cpu")
+        # Before the weights: a run of another model would otherwise fail in load_state_dict
+        # with a traceback, and a run with another lr would silently continue (or, finished,
+        # return its old result).
+        diff = resume_diff(ckpt, self.config, self.checkpoint_extra)
+        if diff and check:
+            raise ResumeConfigError(
+                f"{path.parent} holds a run with other settings: {format_diff(diff)}", diff
+            )
         unwrap_model(self.model).load_state_dict(ckpt["model"])
         assert self.optimizer is not None
         self.optimizer.load_state_dict(ckpt["optimizer"])
@@ -244,7 +263,8 @@ class Trainer:
             set_rng_state(rng_states[self.ctx.rank])
         else:
             seed_everything(self.config.seed + self.ctx.rank + state.step)
-        _warn_config_changes(ckpt.get("config", {}), config_to_dict(self.config))
+        if diff and self.ctx.is_main:
+            log.warning("resuming %s with changed settings: %s", path, format_diff(diff, 20))
         if self.ctx.is_main:
             log.info("resumed from %s at step %d (epoch %d)", path, state.step, state.epoch)
         return state
@@ -548,8 +568,52 @@ def _gather_objects(ctx: DistContext, obj: Any) -> list[Any]:
     return out
 
 
-def _warn_config_changes(saved: Mapping[str, Any], current: Mapping[str, Any]) -> None:
-    ignored = {"epochs", "max_steps", "progress", "log_every", "tensorboard", "out_dir", "device"}
-    changed = sorted(k for k in current if k not in ignored and saved.get(k) != current.get(k))
-    if changed:
-        log.warning("resuming with changed config values: %s", ", ".join(changed))
+# Settings a run may change when it resumes: how long it trains, where and how it reports,
+# where its data and caches live. Everything else (lr, model, data split, vocabulary, ...)
+# must match, or the resumed run is a mix of two experiments.
+RESUME_FREE_KEYS = (
+    "epochs",
+    "max_steps",
+    "early_stopping_patience",
+    "progress",
+    "log_every",
+    "tensorboard",
+    "checkpoint_every_steps",
+    "out_dir",
+    "device",
+    "num_workers",
+    "eval_batch_size",
+    "cache_dir",
+    "cache_batch_size",
+    "root",
+    "sbd_root",
+    "data_root",
+    "prepared_dir",
+    "food101_root",
+)
+
+
+def resume_diff(
+    ckpt: Mapping[str, Any], config: TrainConfig, extra: Mapping[str, Any]
+) -> list[tuple[str, Any, Any]]:
+    """Settings that differ between checkpoint ``ckpt`` and a run about to resume from it.
+
+    The engine settings are compared as ``train.*``; a system's full config stored in
+    ``checkpoint_extra`` under ``config`` / ``*_config`` is compared key by key (``model.name``),
+    its other extras by name (``vocab``). Keys one side lacks (an older checkpoint) are skipped.
+    """
+
+    def flat(train: Mapping[str, Any], more: Mapping[str, Any]) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for key, value in more.items():
+            is_config = key == "config" or key.endswith("_config")
+            if is_config and isinstance(value, Mapping) and "train" in value:
+                out.update(value)  # the system's full config: model.*, data.*, train.*
+            else:
+                out[key] = value
+        out["train"] = dict(train)
+        return out
+
+    stored = flat(ckpt.get("config") or {}, ckpt.get("extra") or {})
+    current = flat(config_to_dict(config), dict(extra))
+    return config_diff(stored, current, ignore=RESUME_FREE_KEYS, skip_missing=True)
