@@ -11,6 +11,7 @@ import argparse
 import importlib
 import importlib.util
 import logging
+import os
 import pkgutil
 import sys
 from collections.abc import Sequence
@@ -19,7 +20,8 @@ import beyondvis
 from beyondvis.cli import help as cli_help
 from beyondvis.cli.common import CLIError
 
-SKIP_MODULES = {"main", "common"}
+SKIP_MODULES = {"main", "common", "help"}
+QUIET_HELP = "no progress bars (they are also off when stderr is not a terminal)"
 
 
 def _command_module(argv: Sequence[str]) -> str | None:
@@ -48,6 +50,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"beyondvis {beyondvis.__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    parser.add_argument("-q", "--quiet", action="store_true", help=QUIET_HELP)
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     package = importlib.import_module("beyondvis.cli")
     for info in sorted(pkgutil.iter_modules(package.__path__), key=lambda m: m.name):
@@ -61,8 +64,33 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
             register(subparsers)
     # one formatter for every parser (defaults shown, docstring markup plain), set here so
     # that a command module needs nothing but help= text
-    cli_help.apply(parser)
+    for sub in cli_help.apply(parser)[1:]:
+        _add_quiet(sub)
     return parser
+
+
+def _add_quiet(parser: argparse.ArgumentParser) -> None:
+    """``--quiet`` after the command too (``beyondvis sets train ... --quiet``).
+
+    SUPPRESS: a sub-command's own default must not overwrite ``beyondvis -q CMD``'s True.
+    """
+    taken = parser._option_string_actions
+    if "--quiet" in taken:
+        return
+    flags = ["--quiet"] if "-q" in taken else ["-q", "--quiet"]
+    parser.add_argument(*flags, action="store_true", default=argparse.SUPPRESS, help=QUIET_HELP)
+
+
+def _progress_off(quiet: bool) -> bool:
+    """Turn tqdm's bars off for this job (and the processes it starts) when asked or when
+    stderr is not a terminal (a log file would fill with carriage-return frames); returns
+    whether it set the switch, so that :func:`main` can take it back. ``TQDM_DISABLE`` is
+    tqdm's own switch for every bar that does not pass ``disable=`` itself; a user's own
+    setting is left alone."""
+    if "TQDM_DISABLE" in os.environ or not (quiet or not sys.stderr.isatty()):
+        return False
+    os.environ["TQDM_DISABLE"] = "1"
+    return True
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -76,6 +104,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    set_switch = _progress_off(args.quiet)
     try:
         result = args.func(args)
     except CLIError as exc:
@@ -84,6 +113,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    finally:
+        if set_switch:  # main() called in-process (tests, notebooks) leaves the env as it was
+            os.environ.pop("TQDM_DISABLE", None)
     return int(result or 0)
 
 
