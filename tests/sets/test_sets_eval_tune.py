@@ -230,3 +230,58 @@ def test_packaged_tuned_configs_load_from_anywhere(tmp_path, monkeypatch, capsys
         assert cfg.model.name == model and cfg.encoder.cache_views > 0
     assert main(["sets", "configs"]) == 0
     assert "miml/ff_bce_c" in capsys.readouterr().out
+
+
+def test_finetune_top_blocks_on_cached_trunk_then_eval_root(tmp_path, capsys):
+    """encoder.finetune_blocks: the trunk is cached (plain + augmented views), the last stage
+    and head conv train, the checkpoint holds the trained top and scores an unseen folder."""
+    config, _ = _config(
+        tmp_path, encoder={"finetune_blocks": 1, "cache_views": 1, "augment": "rrc"}
+    )
+    trained = _train(config, "model.name=ff_bce_c", "train.epochs=1", capsys=capsys)
+    from beyondvis.backbones import create_backbone
+    from beyondvis.engine import load_checkpoint
+
+    state = load_checkpoint(trained["last_checkpoint"])
+    top = {k: v for k, v in state["model"].items() if k.startswith("encoder.top.")}
+    assert top and not any(k.startswith("encoder._trunk") for k in state["model"])
+    # The top trained (it moved away from the pretrained head conv); the cache is the trunk's.
+    pretrained = create_backbone("efficientnet_lite0").model.conv_head.weight
+    assert not torch.allclose(state["model"]["encoder.top.1.weight"], pretrained)
+    caches = sorted(p.name for p in (tmp_path / "cache").iterdir())
+    assert caches and all(name.endswith("-trunk1") for name in caches)
+    trunk_dirs = {p.name for p in (tmp_path / "cache" / caches[0]).iterdir()}
+    assert {"train", "val", "test", "train_rrc0"} <= trunk_dirs
+    unseen = tmp_path / "unseen_miml"
+    n_images = _miml_folder(unseen)
+    report = _eval(
+        "--checkpoint",
+        trained["best_checkpoint"],
+        "--root",
+        str(unseen),
+        "--dataset",
+        "miml",
+        capsys=capsys,
+    )
+    assert report["num_images"] == n_images and report["model"] == "ff_bce_c"
+    # Scoring images rebuilds the frozen trunk from the pretrained backbone: no cache needed.
+    shutil.rmtree(tmp_path / "cache")
+    again = _eval(
+        "--checkpoint",
+        trained["best_checkpoint"],
+        "--root",
+        str(unseen),
+        "--dataset",
+        "miml",
+        capsys=capsys,
+    )
+    assert again["o_f1"] == report["o_f1"]
+
+
+def test_finetune_blocks_rejects_pooled_features(tmp_path):
+    from beyondvis.sets.experiment import EncoderConfig
+
+    with pytest.raises(ValueError, match="pool_features false"):
+        EncoderConfig(finetune_blocks=1, pool_features=True)
+    with pytest.raises(ValueError, match="finetune_blocks must be >= 0"):
+        EncoderConfig(finetune_blocks=-1)

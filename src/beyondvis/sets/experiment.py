@@ -105,6 +105,10 @@ class EncoderConfig:
     # feed-forward heads (the 1x1 conv block then acts on the pooled vector: an FC layer);
     # an epoch costs ~1/50 of the map path, which is what makes a CPU Hyperband study cheap.
     pool_features: bool = False
+    # Fast path: fine-tune the backbone's last N stages (+ its head conv) on cached outputs of
+    # the frozen rest (its "trunk", cached for the plain and the augmented views); 0: frozen.
+    # Needs pool_features false; see beyondvis.sets.partial.
+    finetune_blocks: int = 0
     cache_dir: str = "runs/sets/cache"
     cache_dtype: str = "float16"
     cache_batch_size: int = 32
@@ -116,6 +120,13 @@ class EncoderConfig:
             )
         if self.cache_views < 0:
             raise ValueError(f"encoder.cache_views must be >= 0, got {self.cache_views}")
+        if self.finetune_blocks < 0:
+            raise ValueError(f"encoder.finetune_blocks must be >= 0, got {self.finetune_blocks}")
+        if self.finetune_blocks and (self.finetune or self.pool_features):
+            raise ValueError(
+                "encoder.finetune_blocks trains the backbone's top on cached trunk maps: it "
+                "needs encoder.finetune false and encoder.pool_features false"
+            )
 
 
 @dataclasses.dataclass
@@ -208,7 +219,9 @@ def _backbone(cfg: EncoderConfig):
 
 def cache_tag(cfg: SetsConfig, splits: SetSplits) -> str:
     tag = f"{splits.name or cfg.data.dataset}-{cfg.encoder.backbone}-{cfg.data.image_size}px"
-    return tag if cfg.data.resize == "crop" else f"{tag}-{cfg.data.resize}"
+    tag = tag if cfg.data.resize == "crop" else f"{tag}-{cfg.data.resize}"
+    # The trunk's output (all but the last N stages) is a different feature than the last map.
+    return f"{tag}-trunk{cfg.encoder.finetune_blocks}" if cfg.encoder.finetune_blocks else tag
 
 
 def cache_split_features(cfg: SetsConfig, splits: SetSplits, backbone=None) -> dict[str, Any]:
@@ -223,13 +236,20 @@ def cache_split_features(cfg: SetsConfig, splits: SetSplits, backbone=None) -> d
     transform = eval_transform(backbone, cfg.data.image_size, cfg.data.resize)
     tag = cache_tag(cfg, splits)
     root = Path(cfg.encoder.cache_dir) / tag
+    source: Any = backbone.feature_map
+    source_name = f"{backbone.name}.feature_map"
+    if cfg.encoder.finetune_blocks:
+        from beyondvis.sets.partial import Trunk
+
+        source = Trunk(backbone, cfg.encoder.finetune_blocks)
+        source_name = f"{backbone.name}.trunk-{cfg.encoder.finetune_blocks}"
 
     def run(paths: list[str], dataset: Any, folder: Path, extra: dict[str, Any]):
         cache = cache_features(
-            backbone.feature_map,
+            source,
             dataset,
             folder,
-            name=f"{backbone.name}.feature_map",
+            name=source_name,
             batch_size=cfg.encoder.cache_batch_size,
             dtype=cfg.encoder.cache_dtype,
             item_ids=paths,
@@ -306,7 +326,7 @@ def prepare(
     ):
         base = {k: v.base for k, v in reuse.datasets.items()}
         feature_dim = reuse.feature_dim
-        encoder_module = None
+        encoder_module = _top_blocks(cfg.encoder)  # a fresh top per trial (None: frozen)
     elif cfg.encoder.finetune:
         backbone = _backbone(cfg.encoder)
         pre = backbone.preprocess
@@ -322,8 +342,12 @@ def prepare(
         }
         encoder_module: nn.Module | None = backbone
     else:
-        caches = cache_split_features(cfg, splits)
+        backbone = _backbone(cfg.encoder)
+        caches = cache_split_features(cfg, splits, backbone)
         feature_dim = int(caches["train"].feature_shape[0])
+        encoder_module = _top_blocks(cfg.encoder, backbone)
+        if encoder_module is not None:
+            feature_dim = backbone.num_features  # the cache holds the trunk's narrower maps
         base = {}
         for split in ("train", "val", "test"):
             cache = caches[split]
@@ -338,7 +362,6 @@ def prepare(
                 _cached_dataset(c, ids, cfg.encoder.pool_features) for c in caches["train_views"]
             ]
             base["train"] = MultiViewDataset([base["train"], *views])
-        encoder_module = None
         if cfg.encoder.pool_features and not cfg.model.name.startswith("ff_"):
             log.warning(
                 "encoder.pool_features gives %s a single feature token: its attention has "
@@ -359,6 +382,15 @@ def prepare(
     pool = cfg.encoder.pool_features and not cfg.encoder.finetune
     model = ImageToSet(predictor, encoder_module, pool=pool)
     return Prepared(cfg, splits, labels, datasets, model, feature_dim)
+
+
+def _top_blocks(cfg: EncoderConfig, backbone: Any = None) -> nn.Module | None:
+    """The trainable top of the backbone (``encoder.finetune_blocks``), or None (frozen)."""
+    if not cfg.finetune_blocks:
+        return None
+    from beyondvis.sets.partial import TopBlocks
+
+    return TopBlocks(backbone or _backbone(cfg), cfg.finetune_blocks)
 
 
 def evaluate(
@@ -536,6 +568,15 @@ def load_model(checkpoint: str | Path, with_backbone: bool = True) -> LoadedMode
         enc_cfg = dataclasses.replace(cfg.encoder, pretrained=False, weights=None)
         model = ImageToSet(predictor, _backbone(enc_cfg))
         model.load_state_dict(weights)
+    elif cfg.encoder.finetune_blocks:
+        # The trained top is in the checkpoint; the frozen trunk is the pretrained backbone's.
+        backbone = _backbone(cfg.encoder)
+        top = _top_blocks(cfg.encoder, backbone)
+        assert top is not None
+        model = ImageToSet(predictor, top)
+        model.load_state_dict(weights)
+        if with_backbone:
+            top.attach_trunk(backbone)
     else:
         prefix = "predictor."
         predictor.load_state_dict(
