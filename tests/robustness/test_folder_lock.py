@@ -55,3 +55,14 @@ def test_sequential_writers_and_other_folders_do_not_block(tmp_path):
             pass
     with folder_lock(tmp_path / "a") as lock:  # released: the next writer takes it
         assert lock.read_text(encoding="utf-8").startswith(f'{{"pid": {os.getpid()}')
+
+
+def test_the_cli_prints_a_library_error_as_one_line(tmp_path, capsys):
+    from beyondvis.cli.main import main
+
+    bad = tmp_path / "layer1.json"
+    bad.write_text("{}", encoding="utf-8")  # not a JSON array
+    code = main(["recipes", "prepare", "--root", str(tmp_path), "--out", str(tmp_path / "o")])
+    err = capsys.readouterr().err
+    assert code != 0 and "Traceback" not in err
+    assert err.strip().count("\n") == 0 and "expected a JSON array" in err

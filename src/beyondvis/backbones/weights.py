@@ -15,8 +15,10 @@ from urllib.parse import urlparse
 
 import torch
 
+from beyondvis.errors import BeyondvisError
 
-class WeightsNotFoundError(FileNotFoundError):
+
+class WeightsNotFoundError(BeyondvisError, FileNotFoundError):
     """Pretrained weights are not on this machine; the message says which file and where."""
 
     def __init__(self, message: str) -> None:

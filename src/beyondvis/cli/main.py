@@ -19,6 +19,7 @@ from collections.abc import Sequence
 import beyondvis
 from beyondvis.cli import help as cli_help
 from beyondvis.cli.common import CLIError
+from beyondvis.errors import BeyondvisError
 
 SKIP_MODULES = {"main", "common", "help"}
 QUIET_HELP = "no progress bars (they are also off when stderr is not a terminal)"
@@ -110,6 +111,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CLIError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
+    except BeyondvisError as exc:  # a library error a user can fix: one line, no traceback
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

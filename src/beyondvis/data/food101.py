@@ -24,13 +24,15 @@ import os
 import re
 from pathlib import Path
 
+from beyondvis.errors import BeyondvisError
+
 SPLITS = ("train", "test")
 # Official class names and ids are [a-z_] and digits; allow a little more (user-made folders)
 # but never a path separator or "..", so an entry cannot point outside images/.
 _NAME = re.compile(r"^[\w\-][\w\-. ]*$")
 
 
-class Food101Error(ValueError):
+class Food101Error(BeyondvisError, ValueError):
     """A Food-101 folder cannot be read at all (missing or unreadable meta files)."""
 
 

@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from beyondvis.errors import BeyondvisError
 from beyondvis.io import ImageLoadError, load_image
 
 VOC_CLASSES = [
@@ -38,7 +39,7 @@ CITYSCAPES_CLASSES = {24: "person", 25: "rider", 26: "car", 27: "truck", 28: "bu
                       31: "train", 32: "motorcycle", 33: "bicycle"}  # fmt: skip
 
 
-class InstanceDataError(ValueError):
+class InstanceDataError(BeyondvisError, ValueError):
     """A dataset folder or annotation is missing or malformed; the message names the file."""
 
 

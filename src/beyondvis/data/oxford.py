@@ -17,12 +17,13 @@ import pickle
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from beyondvis.errors import BeyondvisError
 from beyondvis.utils import atomic_write
 
 LISTS = ("good", "ok", "junk")
 
 
-class GroundTruthError(ValueError):
+class GroundTruthError(BeyondvisError, ValueError):
     """Malformed or missing ground-truth file."""
 
 

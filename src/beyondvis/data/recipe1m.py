@@ -19,6 +19,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+from beyondvis.errors import BeyondvisError
 from beyondvis.utils import atomic_write
 
 PARTITIONS = ("train", "val", "test")
@@ -27,7 +28,7 @@ _CHUNK = 1 << 20
 _RECORD_START = re.compile(r"\{\s*\"id\"\s*:")
 
 
-class Recipe1MError(ValueError):
+class Recipe1MError(BeyondvisError, ValueError):
     """A Recipe1M file cannot be read at all (missing, not a JSON array)."""
 
 

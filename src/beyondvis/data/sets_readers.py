@@ -17,13 +17,15 @@ from pathlib import Path
 
 import numpy as np
 
+from beyondvis.errors import BeyondvisError
+
 log = logging.getLogger(__name__)
 
 DATASETS = ("voc", "coco", "nuswide", "ade20k", "miml", "jsonl", "food101")
 DEFAULT_FOLDERS = {"miml": "miml_scenes", "food101": "food101_mini"}
 
 
-class SetDataError(ValueError):
+class SetDataError(BeyondvisError, ValueError):
     """A dataset file is missing or malformed; the message names the file (and line)."""
 
 

@@ -16,6 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from beyondvis.errors import FormatError
 from beyondvis.utils import atomic_write_bytes
 
 FORMAT_VERSION = 1
@@ -23,7 +24,7 @@ CHECKPOINT_KIND = "beyondvis.engine.checkpoint"
 DIGEST_KEY = "sha256"
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(FormatError, RuntimeError):
     """A checkpoint is missing, unreadable, foreign, or from a newer beyondvis."""
 
 

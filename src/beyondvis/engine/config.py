@@ -33,13 +33,15 @@ from typing import Any, TypeVar
 
 import yaml
 
+from beyondvis.errors import BeyondvisError
+
 T = TypeVar("T")
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULERS = ("none", "cosine", "step")
 
 
-class ConfigError(ValueError):
+class ConfigError(BeyondvisError, ValueError):
     """A configuration file, dict or override is invalid; the message names the key."""
 
 

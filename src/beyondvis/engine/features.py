@@ -37,6 +37,7 @@ from tqdm.auto import tqdm
 
 from beyondvis.device import resolve_device
 from beyondvis.engine.distributed import DistContext, init_distributed
+from beyondvis.errors import FormatError
 from beyondvis.utils import atomic_write_json
 from beyondvis.utils.locks import FolderLockedError, folder_lock
 
@@ -60,7 +61,7 @@ def file_sha256(path: Path, chunk: int = 1 << 22) -> str:
     return digest.hexdigest()
 
 
-class FeatureCacheError(RuntimeError):
+class FeatureCacheError(FormatError, RuntimeError):
     """A feature cache is missing, incomplete, foreign, from a newer version, or mismatched."""
 
 

@@ -39,6 +39,8 @@ from typing import Any
 
 import numpy as np
 
+from beyondvis.errors import FormatError
+
 CARD_FORMAT_VERSION = 1
 MANIFEST = "card_retrieval.json"
 PACKAGE_ASSETS = Path(__file__).resolve().parents[1] / "assets" / "recipes"
@@ -106,7 +108,7 @@ UNKNOWN_SOURCE = {
 }
 
 
-class RetrievalAssetError(ValueError):
+class RetrievalAssetError(FormatError, ValueError):
     """The card-retrieval assets are missing, of another format, or corrupt."""
 
 

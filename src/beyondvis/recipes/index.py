@@ -18,13 +18,14 @@ from typing import Any
 
 import numpy as np
 
+from beyondvis.errors import FormatError
 from beyondvis.utils import atomic_write_bytes, atomic_write_json
 
 INDEX_FORMAT_VERSION = 1
 KINDS = ("fp16", "flat")
 
 
-class IndexFormatError(ValueError):
+class IndexFormatError(FormatError, ValueError):
     """An index folder is missing, corrupt or of another format version."""
 
 

@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from beyondvis.errors import BeyondvisError
 from beyondvis.retrieval.codebook import Codebook
 from beyondvis.retrieval.pooling import PCAWhitening
 
@@ -22,7 +23,7 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
-class BackboneMismatchError(ValueError):
+class BackboneMismatchError(BeyondvisError, ValueError):
     """The query would be encoded with another network than the one the index was built with."""
 
 

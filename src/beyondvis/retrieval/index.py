@@ -40,6 +40,7 @@ from pathlib import Path
 
 import numpy as np
 
+from beyondvis.errors import FormatError
 from beyondvis.io import ImageLoadError, load_image
 from beyondvis.retrieval.bow import bow_matrix, map_dtype
 from beyondvis.retrieval.codebook import Codebook
@@ -67,7 +68,7 @@ SHIPPED = ("generic",)  # codebooks under assets/retrieval/<name>/
 log = logging.getLogger(__name__)
 
 
-class IndexFormatError(ValueError):
+class IndexFormatError(FormatError, ValueError):
     """Missing, incomplete, corrupt or incompatible index files."""
 
 

@@ -22,6 +22,8 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from beyondvis.errors import BeyondvisError
+
 try:  # POSIX
     import fcntl
 except ImportError:  # pragma: no cover - Windows
@@ -30,7 +32,7 @@ except ImportError:  # pragma: no cover - Windows
 LOCK_NAME = ".beyondvis.lock"
 
 
-class FolderLockedError(RuntimeError):
+class FolderLockedError(BeyondvisError, RuntimeError):
     """Another process is writing the folder."""
 
 

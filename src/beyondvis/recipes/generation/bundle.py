@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from beyondvis.errors import FormatError
 from beyondvis.recipes.generation.card import (
     PACKAGE_BUNDLE,
     IngredientIndex,
@@ -46,7 +47,7 @@ BUNDLE_FORMAT_VERSION = 1
 DEMO_PHOTO = PACKAGE_BUNDLE / "demo_food.jpg"
 
 
-class BundleError(ValueError):
+class BundleError(FormatError, ValueError):
     """A bundle folder is missing files or has an unknown format."""
 
 

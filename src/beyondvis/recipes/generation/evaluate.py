@@ -38,6 +38,7 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from beyondvis.errors import BeyondvisError
 from beyondvis.recipes.generation.metrics import IngredientMatcher, word_key
 from beyondvis.recipes.ingredients import STAPLES as _PANTRY_STAPLES
 from beyondvis.recipes.ingredients import IngredientVocabulary, normalize_name
@@ -292,7 +293,7 @@ class Photo:
     dish: str | None = None
 
 
-class EvaluateError(ValueError):
+class EvaluateError(BeyondvisError, ValueError):
     """The folder cannot be evaluated (unknown layout, unreadable files, no photos)."""
 
 

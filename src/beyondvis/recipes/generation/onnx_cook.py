@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from beyondvis.errors import FormatError
 from beyondvis.recipes.generation.card import (
     PACKAGE_BUNDLE,
     IngredientIndex,
@@ -54,7 +55,7 @@ BUNDLE_FILES = ("ingredients.json", "words.json", "retrieval.json", "retrieval_i
 NEG_INF = float("-inf")
 
 
-class OnnxBundleError(ValueError):
+class OnnxBundleError(FormatError, ValueError):
     """The bundle has no usable ONNX export (missing, other format, stale or corrupt)."""
 
 
