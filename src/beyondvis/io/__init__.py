@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
-
 from beyondvis.io.images import (
     DEFAULT_MAX_PIXELS,
     IMAGE_EXTENSIONS,
@@ -13,22 +10,12 @@ from beyondvis.io.images import (
     load_image_array,
 )
 from beyondvis.io.walk import BadImage, ScanReport, iter_image_paths, scan_images
+from beyondvis.utils import lazy_exports
 
 # The dataset helpers import torch; load them on first use so that loading an image (e.g. in
 # the ONNX Runtime ``cook`` path) does not pay for importing torch.
-_LAZY = {
-    name: "beyondvis.io.datasets" for name in ("ImageBatch", "ImageListDataset", "collate_images")
-}
-
-
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'beyondvis.io' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
+_EXPORTS = dict.fromkeys(("ImageBatch", "ImageListDataset", "collate_images"), ".datasets")
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())
 
 __all__ = [
     "DEFAULT_MAX_PIXELS",

@@ -1,47 +1,99 @@
 """Recurrent instance segmentation (RSIS, thesis ch. 6): one object per ConvLSTM step.
 
->>> from beyondvis.segmentation import Segmenter, create_rsis_model
+>>> from beyondvis.segmentation import Segmenter, create_segmentation_model
+>>> model = create_segmentation_model("cvppp", pretrained=False)   # untrained, any config
 >>> seg = Segmenter.load()                    # shipped CVPPP leaf model (offline)
 >>> seg.predict_path("plant.png", out_dir="out")["instances"][0]["step"]
 1
 
 Training and evaluation: ``beyondvis rsis train --config cvppp`` / ``beyondvis rsis eval``;
-see docs/segmentation.md.
+see docs/segmentation.md. Names load on first use (most import torch).
 """
 
 from __future__ import annotations
 
-import importlib
 from typing import Any
 
-_LAZY = {
-    "RSIS": "beyondvis.segmentation.model",
-    "RSISModelConfig": "beyondvis.segmentation.model",
-    "ConvLSTMCell": "beyondvis.segmentation.model",
-    "create_rsis_model": "beyondvis.segmentation.model",
-    "list_skip_modes": "beyondvis.segmentation.model",
-    "LossWeights": "beyondvis.segmentation.losses",
-    "rsis_loss": "beyondvis.segmentation.losses",
-    "hungarian_match": "beyondvis.segmentation.losses",
-    "soft_iou": "beyondvis.segmentation.losses",
-    "SegmentationMetrics": "beyondvis.segmentation.metrics",
-    "symmetric_best_dice": "beyondvis.segmentation.metrics",
-    "best_dice": "beyondvis.segmentation.metrics",
-    "difference_in_count": "beyondvis.segmentation.metrics",
-    "order_correlations": "beyondvis.segmentation.metrics",
-    "RSISConfig": "beyondvis.segmentation.experiment",
-    "load_rsis_config": "beyondvis.segmentation.experiment",
-    "list_rsis_configs": "beyondvis.segmentation.experiment",
-    "Segmenter": "beyondvis.segmentation.predict",
+from beyondvis.utils import lazy_exports
+
+
+def list_segmentation_models() -> list[str]:
+    """Names :func:`create_segmentation_model` builds: the packaged RSIS configs (``cvppp``,
+    ``pennfudan``, ``voc_sbd``, ...), each a decoder shape and backbone of the thesis."""
+    from beyondvis.segmentation.experiment import list_rsis_configs
+
+    return list_rsis_configs()
+
+
+def create_segmentation_model(
+    name: str = "cvppp", pretrained: bool = True, num_classes: int | None = None, **overrides: Any
+) -> Any:
+    """The (untrained) RSIS model of packaged config ``name``, with its backbone in front.
+
+    ``pretrained`` loads the backbone's ImageNet weights (``False``: random, no file needed);
+    ``num_classes`` defaults to the config's; ``overrides`` set :class:`RSISModelConfig` fields.
+    For a trained model use :meth:`Segmenter.load` (the shipped CVPPP model by default).
+    """
+    from beyondvis.segmentation.experiment import load_rsis_config
+    from beyondvis.segmentation.model import create_rsis_model
+
+    cfg = load_rsis_config(name)
+    if num_classes is not None:
+        overrides["num_classes"] = num_classes
+    encoder = cfg.encoder
+    return create_rsis_model(
+        cfg.model,
+        backbone=encoder.backbone,
+        pretrained=pretrained and encoder.pretrained,
+        weights=encoder.weights if pretrained else None,
+        **overrides,
+    )
+
+
+_EXPORTS = {
+    **dict.fromkeys(
+        ("RSIS", "RSISModelConfig", "ConvLSTMCell", "create_rsis_model", "list_skip_modes"),
+        ".model",
+    ),
+    **dict.fromkeys(("LossWeights", "rsis_loss", "hungarian_match", "soft_iou"), ".losses"),
+    **dict.fromkeys(
+        (
+            "SegmentationMetrics",
+            "symmetric_best_dice",
+            "best_dice",
+            "difference_in_count",
+            "order_correlations",
+            "plot_error_analysis",
+        ),
+        ".metrics",
+    ),
+    "ViewDataset": ".data",
+    **dict.fromkeys(
+        (
+            "CONFIG_DIR",
+            "DATASETS",
+            "RSISConfig",
+            "build_backbone",
+            "cache_views",
+            "evaluate_records",
+            "export_bundle",
+            "list_rsis_configs",
+            "load_bundle",
+            "load_rsis_config",
+            "model_from_checkpoint",
+            "prepare",
+            "read_splits",
+            "stop_threshold_sweep",
+            "test_report",
+            "train",
+        ),
+        ".experiment",
+    ),
+    # online views of the fine-tuning path (the class is private to experiment.py)
+    "OnlineViews": ".experiment:_SafeViews",
+    "Segmenter": ".predict",
 }
 
-__all__ = list(_LAZY)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())
 
-
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'beyondvis.segmentation' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+__all__ = ["create_segmentation_model", "list_segmentation_models", *_EXPORTS]

@@ -34,6 +34,21 @@ _EXPORTS = {
         "to_multi_hot",
     ],
     "sequences": ["encode_recipe", "split_recipe", "teacher_forcing_batch"],
+    # the cook model (PyTorch and ONNX Runtime), its export, training runs and evaluations
+    "bundle": ["DEMO_PHOTO", "BundleError", "CookModel", "CookResult"],
+    "card": ["PACKAGE_BUNDLE"],
+    "onnx_cook": ["OnnxBundleError", "OrtCookModel", "has_onnx"],
+    "onnx_export": ["export_onnx_bundle"],
+    "curves": ["plot_perplexity"],
+    "experiment": [
+        "GenerationConfig",
+        "export_from_checkpoints",
+        "load_data",
+        "load_generation_config",
+        "run_training",
+    ],
+    "evaluate": ["EvaluateError", "evaluate_folder", "format_report"],
+    "tables": ["INGREDIENT_MODELS", "fusion_table", "ingredient_table", "retrieval_table"],
 }
 _LAZY = {name: module for module, names in _EXPORTS.items() for name in names}
 
@@ -47,7 +62,33 @@ def __getattr__(name: str) -> Any:
     return value
 
 
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY})
+
+
 __all__ = [
+    "DEMO_PHOTO",
+    "INGREDIENT_MODELS",
+    "PACKAGE_BUNDLE",
+    "BundleError",
+    "CookModel",
+    "CookResult",
+    "EvaluateError",
+    "GenerationConfig",
+    "OnnxBundleError",
+    "OrtCookModel",
+    "evaluate_folder",
+    "export_from_checkpoints",
+    "export_onnx_bundle",
+    "format_report",
+    "fusion_table",
+    "has_onnx",
+    "ingredient_table",
+    "load_data",
+    "load_generation_config",
+    "plot_perplexity",
+    "retrieval_table",
+    "run_training",
     "CONDITION_NAMES",
     "DECODING",
     "FUSIONS",
