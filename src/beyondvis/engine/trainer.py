@@ -12,6 +12,7 @@ import logging
 import math
 import sys
 from collections.abc import Callable, Mapping
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -44,8 +45,11 @@ from beyondvis.engine.seeding import (
     seed_worker,
     set_rng_state,
 )
+from beyondvis.utils.locks import folder_lock
 
 log = logging.getLogger(__name__)
+
+RUN_LOCK = ".run.lock"  # in the run folder while a job trains into it
 
 StepFn = Callable[[nn.Module, Any], "torch.Tensor | Mapping[str, Any]"]
 EvalFn = Callable[[nn.Module], Mapping[str, float]]
@@ -151,7 +155,10 @@ class Trainer:
         """
         self.ctx = init_distributed(self.config.device)
         try:
-            return self._fit(resume)
+            # one job per run folder: two `sets train` into one folder interleaved
+            # metrics.csv and overwrote each other's checkpoints (rank 0 holds it for the job)
+            with folder_lock(self.out_dir, RUN_LOCK) if self.ctx.is_main else nullcontext():
+                return self._fit(resume)
         finally:
             self.ctx.close()
 
