@@ -285,3 +285,32 @@ def test_finetune_blocks_rejects_pooled_features(tmp_path):
         EncoderConfig(finetune_blocks=1, pool_features=True)
     with pytest.raises(ValueError, match="finetune_blocks must be >= 0"):
         EncoderConfig(finetune_blocks=-1)
+
+
+def test_table_spec_row_names_and_probe_entries(tmp_path, monkeypatch):
+    from beyondvis.sets.experiment import load_sets_config
+    from beyondvis.sets.multiseed import load_table_spec
+
+    monkeypatch.chdir(tmp_path)
+    spec = load_table_spec("miml_top_table")  # packaged: a row whose name is not its model's
+    assert spec.model_name("ff_bce_c_top") == "ff_bce_c"
+    cfg = load_sets_config(spec.configs["ff_bce_c_top"])
+    assert cfg.model.name == "ff_bce_c" and cfg.encoder.finetune_blocks == 1
+    assert spec.probe == ["plain", "views"] and spec.probes["views"]["views"] is True
+    specs = tmp_path / "specs"  # a spec's configs are found next to it, not in the cwd
+    specs.mkdir()
+    (specs / "other.yaml").write_text("model: {name: ff_bce}\n")
+    path = specs / "spec.yaml"
+    path.write_text(
+        "base: other.yaml\nout_dir: out\nseeds: [0]\nmodels: {ff_bce: []}\n"
+        "probe: [plain, {name: small, config: other.yaml, views: true, label: small probe}]\n"
+    )
+    spec = load_table_spec(path)
+    assert spec.probe == ["plain", "small"] and spec.probes["small"]["label"] == "small probe"
+    assert spec.probes["small"]["config"] == str(specs / "other.yaml")
+    path.write_text(path.read_text().replace("{name: small,", "{"))
+    with pytest.raises(ValueError, match="needs 'name'"):
+        load_table_spec(path)
+    path.write_text("base: other.yaml\nout_dir: o\nseeds: [0]\nmodels: {}\nprobe: [bogus]\n")
+    with pytest.raises(ValueError, match="probe entries"):
+        load_table_spec(path)

@@ -3,7 +3,7 @@
 A table spec (YAML) names a base experiment config, the models with their own overrides, the
 seeds and an output folder::
 
-    base: configs/sets/miml.yaml
+    base: miml.yaml                         # relative to the spec file, or a packaged name
     out_dir: runs/sets/miml_table
     seeds: [0, 1, 2]
     overrides: ["train.epochs=10"]          # for every model
@@ -11,14 +11,20 @@ seeds and an output folder::
       ff_bce: []
       lstm: ["train.lr=0.0003"]
       ff_bce_c: {config: miml/ff_bce_c, overrides: []}   # its own (e.g. tuned) config
-    probe: [plain, views]                   # linear-probe rows (see beyondvis.sets.probe)
+      ff_bce_c_ft: {config: miml/ff_bce_c_ft, model: ff_bce_c}  # a row name != model name
+    probe:                                  # linear-probe rows (see beyondvis.sets.probe)
+      - plain                               # on the base config's cached features
+      - views                               # ... and its cached augmented training views
+      - {name: px128, config: miml/ff_bce_c_ft, views: true, label: "linear probe, 128 px"}
 
-Configs may be paths or packaged names (``miml/ff_bce_c`` = the tuned config shipped in
-``beyondvis/configs/sets/``). Each (model, seed) trains into ``<out_dir>/<model>/seed<k>`` (finished runs are reused, so an
+Configs may be paths relative to the spec file or packaged names (``miml/ff_bce_c`` = the
+tuned config shipped in ``beyondvis/configs/sets/``), never relative to the working directory. Each (model, seed) trains into ``<out_dir>/<model>/seed<k>`` (finished runs are reused, so an
 interrupted table resumes) and is scored on the test split with its best-on-validation
 checkpoint. The linear probe (one-vs-rest logistic regression on the pooled cached features
 of the base config; ``views``: also on its augmented training views) is deterministic and runs
-once. Results go to ``results.json``, ``table.md`` and ``f1_by_cardinality.png``.
+once per entry; an entry may name its own config (e.g. the input size of a fine-tuned row, so
+the probe sees the same pixels). Results go to ``results.json``, ``table.md`` and
+``f1_by_cardinality.png``.
 """
 
 from __future__ import annotations
@@ -61,10 +67,52 @@ class TableSpec:
     models: dict[str, list[str]]
     overrides: list[str] = dataclasses.field(default_factory=list)
     configs: dict[str, str] = dataclasses.field(default_factory=dict)  # model -> own config
-    probe: list[str] = dataclasses.field(default_factory=list)  # plain | views
+    probe: list[str] = dataclasses.field(default_factory=list)  # probe entry names, in order
+    # row name -> set model (``model.name``) when they differ, e.g. ff_bce_c_ft -> ff_bce_c
+    model_names: dict[str, str] = dataclasses.field(default_factory=dict)
+    # probe entry name -> {"config": str | None (base), "views": bool, "overrides": [...],
+    # "label": str | None}
+    probes: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
+
+    def model_name(self, row: str) -> str:
+        return self.model_names.get(row, row)
 
 
-PROBE_VARIANTS = ("plain", "views")
+PROBE_VARIANTS = ("plain", "views")  # the probe entries that need no mapping
+
+
+def _probe_entries(path: Any, value: Any) -> dict[str, dict[str, Any]]:
+    """``probe:`` of a spec -> {name: settings}. ``true`` = plain; ``plain``/``views`` = the base
+    config without/with its augmented views; a mapping names its own config."""
+    if value is True:
+        value = ["plain"]
+    entries: dict[str, dict[str, Any]] = {}
+    for item in value or []:
+        if isinstance(item, dict):
+            unknown = set(item) - {"name", "config", "views", "overrides", "label"}
+            if "name" not in item or unknown:
+                raise ValueError(
+                    f"{path}: a probe mapping needs 'name' and may have config, views, "
+                    f"overrides, label (got {sorted(item)})"
+                )
+            name = str(item["name"])
+            settings = {
+                "config": None if item.get("config") is None else str(item["config"]),
+                "views": bool(item.get("views", False)),
+                "overrides": [str(o) for o in item.get("overrides") or []],
+                "label": None if item.get("label") is None else str(item["label"]),
+            }
+        elif str(item) in PROBE_VARIANTS:
+            name = str(item)
+            settings = {"config": None, "views": name == "views", "overrides": [], "label": None}
+        else:
+            raise ValueError(
+                f"{path}: probe entries must be among {PROBE_VARIANTS} or mappings, got {item!r}"
+            )
+        if name in entries:
+            raise ValueError(f"{path}: probe entry {name!r} appears twice")
+        entries[name] = settings
+    return entries
 
 
 def load_table_spec(path: str | Path) -> TableSpec:
@@ -75,30 +123,51 @@ def load_table_spec(path: str | Path) -> TableSpec:
     try:
         models: dict[str, list[str]] = {}
         configs: dict[str, str] = {}
+        model_names: dict[str, str] = {}
         for name, value in data["models"].items():
             if isinstance(value, dict):
                 if "config" in value:
-                    configs[str(name)] = str(value["config"])
+                    configs[str(name)] = _reference(str(value["config"]), Path(path))
+                if "model" in value:
+                    model_names[str(name)] = str(value["model"])
                 models[str(name)] = list(value.get("overrides") or [])
             else:
                 models[str(name)] = list(value or [])
-        probe = data.get("probe") or []
-        probe = list(PROBE_VARIANTS[:1]) if probe is True else [str(v) for v in probe]
-        bad = [v for v in probe if v not in PROBE_VARIANTS]
-        if bad:
-            raise ValueError(f"{path}: probe variants must be among {PROBE_VARIANTS}, got {bad}")
+        probes = _probe_entries(path, data.get("probe"))
+        for entry in probes.values():
+            if entry["config"] is not None:
+                entry["config"] = _reference(entry["config"], Path(path))
         spec = TableSpec(
-            base=str(data["base"]),
+            base=_reference(str(data["base"]), Path(path)),
             out_dir=str(data["out_dir"]),
             seeds=[int(s) for s in data["seeds"]],
             models=models,
             overrides=list(data.get("overrides") or []),
             configs=configs,
-            probe=probe,
+            probe=list(probes),
+            model_names=model_names,
+            probes=probes,
         )
     except KeyError as exc:
         raise ValueError(f"{path}: missing key {exc}") from None
     return spec
+
+
+def _reference(ref: str, spec_path: Path) -> str:
+    """A config the spec names, resolved against the spec's own folder (then packaged names);
+    kept as written when that is the packaged name it resolves to (short in results.json)."""
+    from beyondvis.engine import ConfigError
+
+    try:
+        found = resolve_config(ref, relative_to=spec_path.parent)
+    except ConfigError as exc:
+        raise ValueError(f"{spec_path}: {exc}") from None
+    try:
+        if Path(resolve_config(ref)).resolve() == Path(found).resolve():
+            return ref
+    except ConfigError:
+        pass
+    return str(found)
 
 
 def run_table(
@@ -127,13 +196,17 @@ def run_table(
                 continue
             from beyondvis.sets.probe import run_probe
 
-            cfg = load_sets_config(spec.base, list(spec.overrides))
+            entry = spec.probes.get(variant) or _probe_entries("spec", [variant])[variant]
+            cfg = load_sets_config(
+                entry["config"] or spec.base, [*spec.overrides, *entry["overrides"]]
+            )
             splits = splits or read_splits(cfg.data)
-            report = run_probe(cfg, splits, views=variant == "views")
+            report = run_probe(cfg, splits, views=entry["views"])
             report.pop("_metrics")
             results[key] = {
                 **{k: report[k] for k in (*METRIC_KEYS, "p@1")},
-                "name": report["model"],
+                "name": entry["label"] or report["model"],
+                "image_size": cfg.data.image_size,
                 "best_val_o_f1": report["best_val_o_f1"],
                 "C": report["C"],
                 "train_seconds": report["train_seconds"],
@@ -151,7 +224,7 @@ def run_table(
             overrides = [
                 *spec.overrides,
                 *spec.models[name],
-                f"model.name={name}",
+                f"model.name={spec.model_name(name)}",
                 f"train.seed={seed}",
                 f"train.out_dir={out / name / f'seed{seed}'}",
             ]

@@ -29,7 +29,7 @@ from beyondvis.sets.metrics import SetMetrics
 
 log = logging.getLogger(__name__)
 
-C_GRID = (0.003, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0)
+C_GRID = (0.0003, 0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0)
 PROBE_FORMAT = "beyondvis.sets.probe/1"
 
 
