@@ -55,8 +55,8 @@ def classify_image(image, backbone, device: torch.device, top: int) -> list[dict
 
 
 def run(args: argparse.Namespace) -> int:
+    from beyondvis import resolve_device
     from beyondvis.backbones import WeightsNotFoundError, create_backbone
-    from beyondvis.device import resolve_device
     from beyondvis.io import ImageLoadError, load_image
 
     if args.top < 1:

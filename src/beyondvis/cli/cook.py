@@ -144,7 +144,7 @@ def format_card(result: Any, retrieved_in_full: bool = True) -> str:
 
 
 def _format_retrieved(recipe: dict[str, Any]) -> str:
-    from beyondvis.recipes.card_retrieval import format_retrieved
+    from beyondvis.recipes import format_retrieved
 
     return format_retrieved(recipe)
 
@@ -169,8 +169,8 @@ class _TorchCook:
     def __init__(self, folder: Path, device: str, threads: int | None) -> None:
         import torch
 
-        from beyondvis.device import resolve_device
-        from beyondvis.recipes.generation.bundle import BundleError, CookModel
+        from beyondvis import resolve_device
+        from beyondvis.recipes.generation import BundleError, CookModel
 
         if threads is not None:
             torch.set_num_threads(threads)
@@ -194,7 +194,7 @@ class _OrtCook:
     runtime = "onnxruntime"
 
     def __init__(self, folder: Path, threads: int | None) -> None:
-        from beyondvis.recipes.generation.onnx_cook import OrtCookModel
+        from beyondvis.recipes.generation import OrtCookModel
 
         self.model = OrtCookModel(folder, threads=threads)
         self.default_decode = self.model.default_decode
@@ -210,7 +210,7 @@ def load_cook_model(
     """The card's model on ``runtime``; ``auto`` takes ONNX Runtime when the bundle has a
     usable ONNX export and ``device`` is ``auto`` or ``cpu``, else PyTorch (warning on stderr
     when an export is there but unusable, e.g. stale after re-saving ``model.pt``)."""
-    from beyondvis.recipes.generation.onnx_cook import OnnxBundleError, has_onnx
+    from beyondvis.recipes.generation import OnnxBundleError, has_onnx
 
     if runtime == "onnxruntime" and device not in ("auto", "cpu"):
         raise CLIError(f"--runtime onnxruntime runs on the CPU; got --device {device}")
@@ -228,7 +228,7 @@ def load_cook_model(
 
 def run(args: argparse.Namespace) -> int:
     from beyondvis.io import ImageLoadError, load_image
-    from beyondvis.recipes.generation.onnx_cook import PACKAGE_BUNDLE
+    from beyondvis.recipes.generation import PACKAGE_BUNDLE
 
     photos = [args.photo] if isinstance(args.photo, str) else list(args.photo)
     retrieve = getattr(args, "retrieve", 3)
@@ -305,8 +305,7 @@ def register_export_onnx(sub: argparse._SubParsersAction) -> None:
 
 
 def run_export_onnx(args: argparse.Namespace) -> int:
-    from beyondvis.recipes.generation.bundle import PACKAGE_BUNDLE, BundleError
-    from beyondvis.recipes.generation.onnx_export import export_onnx_bundle
+    from beyondvis.recipes.generation import PACKAGE_BUNDLE, BundleError, export_onnx_bundle
 
     folder = Path(args.model) if args.model else PACKAGE_BUNDLE
     try:

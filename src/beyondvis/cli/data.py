@@ -35,7 +35,7 @@ def register(subparsers) -> None:
 
 
 def cmd_make_instances(args) -> int:
-    from beyondvis.data.instances import InstanceConfig, make_instances
+    from beyondvis.data import InstanceConfig, make_instances
     from beyondvis.utils import shared_data_root
 
     root = args.data or shared_data_root()

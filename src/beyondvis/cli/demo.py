@@ -45,9 +45,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
+    from beyondvis import resolve_device
     from beyondvis.backbones import DEFAULT_BACKBONE, FeatureExtractor, create_backbone
     from beyondvis.cli.classify import classify_image
-    from beyondvis.device import resolve_device
     from beyondvis.io import load_image
 
     try:
@@ -55,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise CLIError(str(exc)) from None
     from beyondvis.cli.cook import run as cook
-    from beyondvis.recipes.generation.bundle import DEMO_PHOTO
+    from beyondvis.recipes.generation import DEMO_PHOTO
 
     print(f"$ beyondvis cook {DEMO_PHOTO.name}\n")
     cook(

@@ -245,7 +245,7 @@ def _add_config_args(p: argparse.ArgumentParser) -> None:
 def _config(args):
     import yaml
 
-    from beyondvis.retrieval.index import IndexConfig
+    from beyondvis.retrieval import IndexConfig
 
     data = {}
     if args.config:
@@ -296,7 +296,7 @@ def _photos(folder: Path) -> list[Path]:
 @contextlib.contextmanager
 def _locked(folder: Path):
     """The index folder's writer lock, its refusal as a one-line error."""
-    from beyondvis.retrieval.index import IndexFormatError, folder_lock
+    from beyondvis.retrieval import IndexFormatError, folder_lock
 
     lock = folder_lock(folder)
     try:
@@ -310,8 +310,7 @@ def _locked(folder: Path):
 
 
 def _guard(fn):
-    from beyondvis.retrieval.features import BackboneMismatchError
-    from beyondvis.retrieval.index import IndexFormatError
+    from beyondvis.retrieval import BackboneMismatchError, IndexFormatError
 
     try:
         return fn()
@@ -320,7 +319,7 @@ def _guard(fn):
 
 
 def cmd_train(args) -> int:
-    from beyondvis.retrieval.index import BLCFIndex, save_model_only
+    from beyondvis.retrieval import BLCFIndex, save_model_only
 
     _set_threads(args)
     cfg = _config(args)
@@ -334,7 +333,7 @@ def cmd_train(args) -> int:
 
 
 def _device(args) -> str:
-    from beyondvis.device import resolve_device
+    from beyondvis import resolve_device
 
     return str(resolve_device(args.device))
 
@@ -356,7 +355,7 @@ def _check_shipped_overrides(args) -> None:
 
 
 def cmd_build(args) -> int:
-    from beyondvis.retrieval.index import MANIFEST, BLCFIndex, load_model_only
+    from beyondvis.retrieval import MANIFEST, BLCFIndex, load_model_only
 
     _set_threads(args)
     photos = _photos(args.photos)
@@ -398,7 +397,7 @@ def cmd_build(args) -> int:
 
 
 def cmd_add(args) -> int:
-    from beyondvis.retrieval.index import BLCFIndex
+    from beyondvis.retrieval import BLCFIndex
 
     _set_threads(args)
     photos = _photos(args.photos)
@@ -418,7 +417,7 @@ def cmd_add(args) -> int:
 
 
 def cmd_merge(args) -> int:
-    from beyondvis.retrieval.index import MANIFEST, BLCFIndex
+    from beyondvis.retrieval import MANIFEST, BLCFIndex
 
     if (args.out / MANIFEST).exists():
         raise CLIError(f"{args.out} already holds an index; merge into another --out")
@@ -439,7 +438,7 @@ def cmd_merge(args) -> int:
 
 
 def cmd_info(args) -> int:
-    from beyondvis.retrieval.index import read_manifest
+    from beyondvis.retrieval import read_manifest
 
     manifest = _guard(lambda: read_manifest(args.index))
     print_json(manifest)
@@ -460,9 +459,7 @@ def cmd_search(args) -> int:
     import numpy as np
 
     from beyondvis.io import ImageLoadError, load_image
-    from beyondvis.retrieval.index import BLCFIndex
-    from beyondvis.retrieval.rerank import RerankConfig
-    from beyondvis.retrieval.search import SearchConfig
+    from beyondvis.retrieval import BLCFIndex, RerankConfig, SearchConfig
 
     _set_threads(args)
 
@@ -516,11 +513,11 @@ def cmd_search(args) -> int:
     results = [h.as_dict() for h in hits]
     qbox = views[0].box_pixels
     if args.grid:
-        from beyondvis.retrieval.visualize import render_grid
+        from beyondvis.retrieval import render_grid
 
         render_grid(str(args.query), qbox, results[:GRID_MAX], args.grid)
     if args.html:
-        from beyondvis.retrieval.visualize import render_html
+        from beyondvis.retrieval import render_html
 
         render_html(str(args.query), qbox, results, args.html)
     if args.json:
@@ -547,16 +544,16 @@ def cmd_evaluate(args) -> int:
 
     _set_threads(args)
 
-    from beyondvis.data.oxford import GroundTruthError
-    from beyondvis.device import resolve_device
-    from beyondvis.retrieval.benchmark import (
+    from beyondvis import resolve_device
+    from beyondvis.data import GroundTruthError
+    from beyondvis.retrieval import (
         InstanceBenchmark,
+        RerankConfig,
         localisation_table,
         pooling_table,
+        shipped_model,
         stage_table,
     )
-    from beyondvis.retrieval.index import shipped_model
-    from beyondvis.retrieval.rerank import RerankConfig
     from beyondvis.utils import atomic_write_json
 
     cfg = _config(args)

@@ -187,7 +187,8 @@ def _need_dir(path: str, what: str) -> Path:
 
 
 def _prepare(args: argparse.Namespace) -> int:
-    from beyondvis.recipes.prepare import PrepareConfig, format_stats, prepare
+    from beyondvis.recipes import PrepareConfig, format_stats
+    from beyondvis.recipes import prepare_recipe1m as prepare
 
     root = _need_dir(args.root, "--root")
     if not (root / "layer1.json").is_file():
@@ -212,7 +213,7 @@ def _prepare(args: argparse.Namespace) -> int:
 def _text_features(args: argparse.Namespace) -> int:
     import torch
 
-    from beyondvis.recipes.features import build_text_features
+    from beyondvis.recipes import build_text_features
 
     torch.set_num_threads(args.threads)
     _need_dir(args.data, "--data")
@@ -224,7 +225,7 @@ def _text_features(args: argparse.Namespace) -> int:
 
 
 def _image_features(args: argparse.Namespace) -> int:
-    from beyondvis.recipes.features import build_image_features
+    from beyondvis.recipes import build_image_features
 
     _need_dir(args.data, "--data")
     _need_dir(args.root, "--root")
@@ -253,7 +254,7 @@ def _train(args: argparse.Namespace) -> int:
     import torch
 
     from beyondvis.engine import ConfigError, load_config
-    from beyondvis.recipes.train import JointTrainConfig, train_joint
+    from beyondvis.recipes import JointTrainConfig, train_joint
     from beyondvis.utils import atomic_write_json
 
     _need_dir(args.data, "--data")
@@ -273,7 +274,7 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _baselines(args: argparse.Namespace) -> int:
-    from beyondvis.recipes.train import fit_cca_baseline, random_baseline
+    from beyondvis.recipes import fit_cca_baseline, random_baseline
     from beyondvis.utils import atomic_write_json
 
     _need_dir(args.data, "--data")
@@ -322,7 +323,7 @@ def _table(args: argparse.Namespace) -> int:
 
 
 def _index(args: argparse.Namespace) -> int:
-    from beyondvis.recipes.search import build_bundle
+    from beyondvis.recipes import build_bundle
 
     _need_dir(args.data, "--data")
     if not Path(args.model).is_file():
@@ -336,7 +337,7 @@ def _index(args: argparse.Namespace) -> int:
 
 
 def _load_searcher(bundle: str, device: str = "cpu"):
-    from beyondvis.recipes.search import RecipeSearcher
+    from beyondvis.recipes import RecipeSearcher
 
     if not (Path(bundle) / "bundle.json").is_file():
         raise CLIError(f"{bundle} is not a search bundle: build one with 'beyondvis recipes index'")

@@ -134,7 +134,7 @@ def _threads(args: argparse.Namespace) -> None:
 
 def _config(source: str, overrides: list[str]):
     from beyondvis.engine import ConfigError
-    from beyondvis.segmentation.experiment import load_rsis_config
+    from beyondvis.segmentation import load_rsis_config
 
     try:
         return load_rsis_config(source, overrides)
@@ -143,8 +143,8 @@ def _config(source: str, overrides: list[str]):
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from beyondvis.data.instance_seg import InstanceDataError
-    from beyondvis.segmentation.experiment import prepare, train
+    from beyondvis.data import InstanceDataError
+    from beyondvis.segmentation import prepare, train
 
     _threads(args)
     cfg = _config(args.config, args.overrides)
@@ -173,11 +173,11 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_eval(args: argparse.Namespace) -> int:
     import dataclasses
 
-    from beyondvis.data.instance_seg import InstanceDataError
-    from beyondvis.device import resolve_device
+    from beyondvis import resolve_device
+    from beyondvis import segmentation as ex
+    from beyondvis.data import InstanceDataError
     from beyondvis.engine import CheckpointError
-    from beyondvis.segmentation import experiment as ex
-    from beyondvis.segmentation.metrics import plot_error_analysis
+    from beyondvis.segmentation import plot_error_analysis
 
     _threads(args)
     if not args.checkpoint.is_file():
@@ -241,8 +241,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from beyondvis.device import resolve_device
-    from beyondvis.segmentation.predict import Segmenter
+    from beyondvis import resolve_device
+    from beyondvis.segmentation import Segmenter
 
     _threads(args)
     try:
@@ -300,11 +300,11 @@ def _expand(items: list[Path]) -> list[Path]:
 
 
 def cmd_tune_stop(args: argparse.Namespace) -> int:
-    from beyondvis.data.instance_seg import InstanceDataError
-    from beyondvis.device import resolve_device
+    from beyondvis import resolve_device
+    from beyondvis import segmentation as ex
+    from beyondvis.data import InstanceDataError
     from beyondvis.engine import CheckpointError
-    from beyondvis.segmentation import experiment as ex
-    from beyondvis.segmentation.data import ViewDataset
+    from beyondvis.segmentation import ViewDataset
 
     _threads(args)
     if not args.checkpoint.is_file():
@@ -325,7 +325,7 @@ def cmd_tune_stop(args: argparse.Namespace) -> int:
     else:
         pre = model.encoder.preprocess
         views = ViewDataset(records, cfg.data.image_size, None, mean=pre.mean, std=pre.std)
-        data = ex._SafeViews(views)
+        data = ex.OnlineViews(views)
     rows = ex.stop_threshold_sweep(cfg, model.to(device), data, device, list(args.thresholds))
     if args.pick == "sbd":
         best = max(rows, key=lambda r: r["sbd"])
@@ -349,7 +349,7 @@ def cmd_tune_stop(args: argparse.Namespace) -> int:
 
 def cmd_export(args: argparse.Namespace) -> int:
     from beyondvis.engine import CheckpointError
-    from beyondvis.segmentation.experiment import export_bundle
+    from beyondvis.segmentation import export_bundle
 
     info = {}
     if args.info:
@@ -370,8 +370,8 @@ def cmd_export(args: argparse.Namespace) -> int:
 def cmd_data(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from beyondvis.data.instance_seg import InstanceDataError, read_annotation
-    from beyondvis.segmentation.experiment import read_splits
+    from beyondvis.data import InstanceDataError, read_annotation
+    from beyondvis.segmentation import read_splits
 
     cfg = _config(args.config, args.overrides)
     try:
@@ -399,7 +399,7 @@ def cmd_data(args: argparse.Namespace) -> int:
 
 
 def cmd_configs(args: argparse.Namespace) -> int:
-    from beyondvis.segmentation.experiment import CONFIG_DIR, list_rsis_configs
+    from beyondvis.segmentation import CONFIG_DIR, list_rsis_configs
 
     for name in list_rsis_configs():
         print(f"{name}\t{CONFIG_DIR / (name + '.yaml')}")

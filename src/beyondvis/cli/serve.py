@@ -133,7 +133,7 @@ def run(args: argparse.Namespace) -> int:
 
     import uvicorn
 
-    from beyondvis.device import resolve_device
+    from beyondvis import resolve_device
     from beyondvis.web import CookService, SearchService, WebConfig, create_app
 
     if not 0 <= args.port <= 65535:
@@ -148,7 +148,7 @@ def run(args: argparse.Namespace) -> int:
     log = logging.getLogger("beyondvis.serve")
     search = None
     if args.index is not None:
-        from beyondvis.retrieval.index import IndexFormatError
+        from beyondvis.retrieval import IndexFormatError
 
         try:
             search = SearchService(args.index, device=device, max_pixels=args.max_pixels)
@@ -157,7 +157,7 @@ def run(args: argparse.Namespace) -> int:
         log.info("index %s: %d photos (%.1f s)", args.index, len(search), search.load_seconds)
     cook = None
     if not args.no_cook:
-        from beyondvis.recipes.generation.bundle import BundleError
+        from beyondvis.recipes.generation import BundleError
 
         try:
             cook = CookService(args.model, device=device, decode=args.decode)

@@ -114,7 +114,7 @@ def _threads(args: argparse.Namespace) -> None:
 
 def _config(path: str | Path, overrides: list[str]):
     from beyondvis.engine import ConfigError
-    from beyondvis.sets.experiment import load_sets_config
+    from beyondvis.sets import load_sets_config
 
     try:
         return load_sets_config(path, overrides)
@@ -123,8 +123,8 @@ def _config(path: str | Path, overrides: list[str]):
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from beyondvis.data.sets_readers import SetDataError
-    from beyondvis.sets.experiment import prepare, train
+    from beyondvis.data import SetDataError
+    from beyondvis.sets import prepare, train
 
     _threads(args)
     cfg = _config(args.config, args.overrides)
@@ -148,10 +148,9 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from beyondvis.data.sets_readers import SetDataError
+    from beyondvis.data import SetDataError
     from beyondvis.engine import CheckpointError
-    from beyondvis.sets.experiment import evaluate_folder, load_trained, test_report
-    from beyondvis.sets.metrics import plot_f1_by_cardinality
+    from beyondvis.sets import evaluate_folder, load_trained, plot_f1_by_cardinality, test_report
 
     _threads(args)
     if args.root is not None:
@@ -200,8 +199,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
 def cmd_tune(args: argparse.Namespace) -> int:
     import sys
 
-    from beyondvis.data.sets_readers import SetDataError
-    from beyondvis.sets.tune import tune
+    from beyondvis.data import SetDataError
+    from beyondvis.sets import run_tune as tune
 
     _threads(args)
     cfg = _config(args.config, args.overrides)
@@ -232,8 +231,8 @@ def cmd_tune(args: argparse.Namespace) -> int:
 
 
 def cmd_probe(args: argparse.Namespace) -> int:
-    from beyondvis.data.sets_readers import SetDataError
-    from beyondvis.sets.probe import run_probe
+    from beyondvis.data import SetDataError
+    from beyondvis.sets import run_probe
 
     _threads(args)
     cfg = _config(args.config, args.overrides)
@@ -247,7 +246,7 @@ def cmd_probe(args: argparse.Namespace) -> int:
 
 
 def cmd_table(args: argparse.Namespace) -> int:
-    from beyondvis.sets.multiseed import load_table_spec, run_table
+    from beyondvis.sets import load_table_spec, run_table
 
     _threads(args)
     try:
@@ -265,8 +264,8 @@ def cmd_table(args: argparse.Namespace) -> int:
 
 
 def cmd_data(args: argparse.Namespace) -> int:
-    from beyondvis.data.sets_readers import SetDataError
-    from beyondvis.sets.experiment import read_splits
+    from beyondvis.data import SetDataError
+    from beyondvis.sets import read_splits
 
     cfg = _config(args.config, args.overrides)
     try:
@@ -284,7 +283,7 @@ def yaml_error() -> type[Exception]:
 
 
 def cmd_configs(args: argparse.Namespace) -> int:
-    from beyondvis.sets.experiment import packaged_configs
+    from beyondvis.sets import list_set_configs as packaged_configs
 
     names = packaged_configs()
     if not names:
@@ -295,7 +294,7 @@ def cmd_configs(args: argparse.Namespace) -> int:
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    from beyondvis.sets.models import SET_MODELS, create_set_predictor
+    from beyondvis.sets import SET_MODELS, create_set_predictor
 
     for name in SET_MODELS.names():
         model = create_set_predictor(name, 2, 2, 4, embed_dim=0, hidden_size=8, tf_heads=2)

@@ -120,7 +120,7 @@ class CookService:
             raise ValueError(f"unknown decoding {decode!r}; choose from {', '.join(DECODES)}")
         t0 = time.perf_counter()
         if model is None:
-            from beyondvis.recipes.generation.bundle import PACKAGE_BUNDLE, CookModel
+            from beyondvis.recipes.generation import PACKAGE_BUNDLE, CookModel
 
             model = CookModel(Path(folder) if folder else PACKAGE_BUNDLE, device=device)
         self.model = model
@@ -187,7 +187,7 @@ class SearchService:
     ) -> None:
         t0 = time.perf_counter()
         if index is None:
-            from beyondvis.retrieval.index import BLCFIndex
+            from beyondvis.retrieval import BLCFIndex
 
             index = BLCFIndex.load(folder, device=device)
         self.index = index
@@ -356,8 +356,7 @@ class SearchService:
         """The whole ranking, exactly as ``beyondvis index search`` computes it by default:
         local search (ls) inside a box, else global search (gs), local reranking of the top 100
         with the aspect filter and the spatial pyramid."""
-        from beyondvis.retrieval.rerank import RerankConfig
-        from beyondvis.retrieval.search import SearchConfig
+        from beyondvis.retrieval import RerankConfig, SearchConfig
 
         index = self.index
         config = SearchConfig(
