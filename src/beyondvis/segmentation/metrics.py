@@ -282,18 +282,21 @@ def plot_error_analysis(report: dict[str, Any], path: str) -> None:
     from beyondvis.utils import atomic_write
 
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
-    steps = report["iou_by_step"]
-    axes[0].bar(range(len(steps)), list(steps.values()), color="tab:blue")
-    axes[0].set_xticks(range(len(steps)), list(steps))
-    axes[0].set_xlabel("time step")
-    axes[0].set_ylabel("mean IoU of the matched object")
-    axes[0].set_ylim(0, 1)
-    sizes = report["iou_by_size"]
-    axes[1].bar(range(len(sizes)), list(sizes.values()), color="tab:green")
-    axes[1].set_xticks(range(len(sizes)), list(sizes))
-    axes[1].set_xlabel("object size (% of the image)")
-    axes[1].set_ylabel("mean IoU (0 = missed)")
-    axes[1].set_ylim(0, 1)
+    panels = [
+        (report["iou_by_step"], "tab:blue", "time step", "mean IoU of the matched object"),
+        (
+            report["iou_by_size"],
+            "tab:green",
+            "object size (% of the image)",
+            "mean IoU (0 = missed)",
+        ),
+    ]
+    for ax, (values, color, xlabel, ylabel) in zip(axes, panels):
+        ax.bar(range(len(values)), list(values.values()), color=color)
+        ax.set_xticks(range(len(values)), list(values))
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabel)
+        ax.set_ylim(0, 1)
     fig.tight_layout()
     suffix = str(path).rsplit(".", 1)[-1].lower()
     with atomic_write(path, "wb") as handle:

@@ -158,6 +158,20 @@ class RSIS(nn.Module):
         deep_first = list(reversed(features))[: self.config.num_layers]
         return [p(f.float()) for p, f in zip(self.proj, deep_first, strict=True)]
 
+    def _skips(
+        self, inputs: torch.Tensor | Sequence[torch.Tensor], out_size: tuple[int, int] | None
+    ) -> tuple[list[torch.Tensor], tuple[int, int]]:
+        """Projected skip maps of images or of their 5 feature maps, and the mask size (by
+        default the image size: 2x the stride-2 map)."""
+        if isinstance(inputs, torch.Tensor):
+            out_size = out_size or (inputs.shape[-2], inputs.shape[-1])
+            features = self.encode(inputs)
+        else:
+            features = list(inputs)
+            if out_size is None:
+                out_size = (2 * features[0].shape[-2], 2 * features[0].shape[-1])
+        return self.project(features), out_size
+
     # ------------------------------------------------------------------ decoder
     def init_state(self) -> list[tuple[torch.Tensor, torch.Tensor] | None]:
         return [None] * len(self.cells)
@@ -212,15 +226,7 @@ class RSIS(nn.Module):
 
         ``out_size`` is the mask size; by default the image size (2x the stride-2 map).
         """
-        if isinstance(inputs, torch.Tensor):
-            out_size = out_size or (inputs.shape[-2], inputs.shape[-1])
-            features = self.encode(inputs)
-        else:
-            features = list(inputs)
-            if out_size is None:
-                h2, w2 = features[0].shape[-2:]
-                out_size = (2 * h2, 2 * w2)
-        skips = self.project(features)
+        skips, out_size = self._skips(inputs, out_size)
         state = self.init_state()
         outs: list[dict[str, torch.Tensor]] = []
         for _ in range(max(1, steps)):
@@ -244,14 +250,7 @@ class RSIS(nn.Module):
         0.3 CVPPP). Returns one dict per image: ``masks`` (N, H, W) bool, ``probs`` (N, H, W),
         ``boxes`` (N, 4), ``labels`` (N,), ``class_scores`` (N,), ``stop_scores`` (N,).
         """
-        if isinstance(inputs, torch.Tensor):
-            out_size = out_size or (inputs.shape[-2], inputs.shape[-1])
-            features = self.encode(inputs)
-        else:
-            features = list(inputs)
-            if out_size is None:
-                out_size = (2 * features[0].shape[-2], 2 * features[0].shape[-1])
-        skips = self.project(features)
+        skips, out_size = self._skips(inputs, out_size)
         batch = skips[0].shape[0]
         state = self.init_state()
         alive = torch.ones(batch, dtype=torch.bool, device=skips[0].device)
