@@ -99,7 +99,10 @@ def test_train_eval_export_predict(tmp_path, capsys):
     assert overlay.width == 40 and np.asarray(overlay).std() > 0
 
 
-def test_bad_config_and_missing_data_are_one_line_errors(tmp_path, capsys):
+def test_bad_config_and_missing_data_are_one_line_errors(tmp_path, capsys, monkeypatch):
+    # The packaged config trains into runs/rsis/cvppp under the working directory: run from an
+    # empty folder, or a real run there answers "other settings" instead of the data error.
+    monkeypatch.chdir(tmp_path)
     assert main(["rsis", "train", "--config", "cvppp", "model.skip=add"]) == 1
     assert "skip must be one of" in capsys.readouterr().err
     assert main(["rsis", "train", "--config", "cvppp", f"data.root={tmp_path / 'none'}"]) == 1
