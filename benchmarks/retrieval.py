@@ -76,10 +76,14 @@ def synthetic_postings(stats: dict, n: int, rng: np.random.Generator) -> sp.csr_
     lengths = rng.binomial(n, np.minimum(stats["df_frac"], 1.0))
     indptr = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
     nnz = int(indptr[-1])
-    # ids in each list are random; duplicates (rare) do not change the work done
+    # ids in each list are random, then sorted as in a real index (whose lists are built in
+    # image order): the accumulation into the score vector then walks it forwards, which
+    # measured 2x faster than in random order. Duplicates (rare) do not change the work done.
     indices = rng.integers(0, n, nnz, dtype=np.int32)
     data = rng.choice(stats["tf_values"], nnz).astype(np.float32)
-    return sp.csr_matrix((data, indices, indptr), shape=(stats["vocab"], n))
+    post = sp.csr_matrix((data, indices, indptr), shape=(stats["vocab"], n))
+    post.sort_indices()
+    return post
 
 
 def timed(fn, queries, repeats: int = 1) -> np.ndarray:

@@ -61,3 +61,31 @@ def test_pruned_query_keeps_its_heaviest_words_and_postings_save_in_6_bytes():
     assert InvertedIndex.prune(q, None) is q
     ids, _ = index.search(bow(maps[7], 200), top_k=1, max_words=10)
     assert ids[0] == 7
+
+
+def test_top_k_order_equals_a_stable_full_sort():
+    from beyondvis.retrieval.inverted import top_k_order
+
+    rng = np.random.default_rng(3)
+    for trial in range(60):
+        n, k = int(rng.integers(1, 60_000)), int(rng.integers(1, 300))
+        s = rng.random(n).astype(np.float32)
+        if trial % 3 == 1:  # most images unmatched: ties at 0 across the cut
+            s[rng.random(n) < 0.95] = 0
+        if trial % 3 == 2:  # few distinct values: ties everywhere
+            s = np.round(s * 4) / 4
+        assert np.array_equal(top_k_order(s, k), np.argsort(-s, kind="stable")[:k]), (n, k)
+    assert top_k_order(np.ones(5, np.float32), None).tolist() == [0, 1, 2, 3, 4]
+
+
+def test_in_place_accumulation_equals_the_public_sparse_product(monkeypatch):
+    from beyondvis.retrieval import inverted
+
+    rng = np.random.default_rng(4)
+    maps = [rng.integers(0, 300, (9, 12)) for _ in range(200)]
+    index = InvertedIndex.from_bows(bow_matrix(maps, 300))
+    q = index.weight(bow(maps[7], 300))
+    fast = index.scores_vector(q)
+    monkeypatch.setattr(inverted, "_csc_matvec", None)  # SciPy without the private kernel
+    assert np.allclose(index.scores_vector(q), fast, atol=1e-6)
+    assert fast.dtype == np.float32 and int(np.argmax(fast)) == 7

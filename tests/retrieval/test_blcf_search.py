@@ -132,3 +132,19 @@ def test_augment_query_transforms_boxes_and_masks():
     mask = np.zeros((60, 100), bool)
     mask[0:3, 0:3] = True  # in the corner: the zoomed crop loses it, that view is dropped
     assert len(augment_query(image, mask=mask)) == 2
+
+
+def test_top_k_ranking_is_the_head_of_the_full_ranking():
+    maps, _ = _collection(seed=5, n=300)
+    s = _searcher(maps)
+    view = _query(np.random.default_rng(3), np.unique(maps[4]))
+    for cfg in (
+        SearchConfig(mode="gs", centre_prior=False),
+        SearchConfig(mode="ls", rerank=True, rerank_config=RerankConfig(top_k=10)),
+        SearchConfig(mode="ls", rerank=True, rerank_config=RerankConfig(top_k=10), qe="lqe"),
+    ):
+        full, head = s.search([view], cfg), s.search([view], cfg, k=5)
+        # the reranking and QE still see their own top lists: only the tail is cut
+        assert head.ids.size == max(5, 10 if cfg.rerank else 0, 10 if cfg.qe else 0)
+        assert np.array_equal(head.ids, full.ids[: head.ids.size])
+        assert np.allclose(head.scores, full.scores[: head.ids.size])

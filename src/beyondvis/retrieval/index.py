@@ -532,7 +532,8 @@ class BLCFIndex:
         unmatched: bool = False,
     ) -> list[SearchHit]:
         cfg = config or SearchConfig(centre_prior=self.config.centre_prior)
-        ranking = self.searcher().search(views, cfg)
+        # unmatched photos score 0 and rank last, so the top k matched ones are in the top k
+        ranking = self.searcher().search(views, cfg, k=k or None)
         ids = ranking.ids
         scores = ranking.scores
         if not unmatched:

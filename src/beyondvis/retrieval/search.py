@@ -22,7 +22,7 @@ from beyondvis.retrieval.bow import (
     distance_weights,
     resize_mask,
 )
-from beyondvis.retrieval.inverted import InvertedIndex
+from beyondvis.retrieval.inverted import InvertedIndex, top_k_order
 from beyondvis.retrieval.rerank import LocalReranker, RerankConfig
 
 MODES = ("gs", "ls", "ws")
@@ -119,7 +119,7 @@ class SearchConfig:
 
 @dataclass
 class Ranking:
-    ids: np.ndarray
+    ids: np.ndarray  # best first: all images, or the top k asked for
     scores: np.ndarray
     boxes: dict[int, list[float]]  # image id -> localisation box (pixels), reranked ones only
     # by image id: shares at least one visual word with the (expanded) query. Unmatched images
@@ -177,8 +177,15 @@ class BLCFSearcher:
             extra = fn(maps, win, self.vocab_size)
         return qe.average_query(qvec, [w(e) for e in extra])
 
-    def search(self, views: Sequence[QueryView], config: SearchConfig | None = None) -> Ranking:
+    def search(
+        self, views: Sequence[QueryView], config: SearchConfig | None = None, k: int | None = None
+    ) -> Ranking:
+        """Rank the collection for a query. ``k``: only the best ``k`` ids are ranked (None:
+        all); at 1M photos a full sort of the scores costs more than the search itself."""
         cfg = config or SearchConfig()
+        need = None
+        if k:  # the reranking and QE read their own top lists: rank at least those
+            need = max(k, cfg.rerank_config.top_k if cfg.rerank else 0, cfg.qe_top if cfg.qe else 0)
         if not views:
             raise ValueError("no query view to search with")
         counts = self.query_counts(views, cfg.mode, cfg.centre_prior)
@@ -187,14 +194,14 @@ class BLCFSearcher:
         qvec = self.inverted.weight(counts)
         scores = self.inverted.scores_vector(self.inverted.prune(qvec, cfg.max_words))
         matched = scores > 0
-        order = np.argsort(-scores, kind="stable")
+        order = top_k_order(scores, need)
         cells: dict[int, tuple[int, int, int, int]] = {}
         boxes: dict[int, list[float]] = {}
         if cfg.qe == "gqe" and not (cfg.rerank and cfg.qe_after_rerank):
             qvec = self._expand(qvec, order[: cfg.qe_top], "gqe", cells)
             scores = self.inverted.scores_vector(self.inverted.prune(qvec, cfg.max_words))
             matched |= scores > 0
-            order = np.argsort(-scores, kind="stable")
+            order = top_k_order(scores, need)
         if cfg.rerank:
             order, scores, cells = self._rerank(views[0], order, scores, cfg.rerank_config)
             for i, c in cells.items():
@@ -203,7 +210,7 @@ class BLCFSearcher:
                 qvec = self._expand(qvec, order[: cfg.qe_top], cfg.qe, cells)
                 scores = self.inverted.scores_vector(self.inverted.prune(qvec, cfg.max_words))
                 matched |= scores > 0
-                order = np.argsort(-scores, kind="stable")
+                order = top_k_order(scores, need)
         return Ranking(order, scores[order], boxes, matched)
 
     def _rerank(
