@@ -23,7 +23,6 @@ import json
 import logging
 import os
 import re
-import sys
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -40,6 +39,7 @@ from beyondvis.engine.distributed import DistContext, init_distributed
 from beyondvis.errors import FormatError
 from beyondvis.utils import atomic_write_json
 from beyondvis.utils.locks import FolderLockedError, folder_lock
+from beyondvis.utils.progress import show_progress
 
 log = logging.getLogger(__name__)
 
@@ -102,7 +102,7 @@ def cache_features(
     fingerprint = _fingerprint(source_name, module, dataset, ids, dtype, fingerprint_extra)
 
     ctx, owns = _dist_context(device)
-    lock = contextlib.ExitStack()
+    lock, finished = contextlib.ExitStack(), False
     try:
         if ctx.is_main:  # one job per folder; the ranks of this job share rank 0's lock
             try:
@@ -111,6 +111,7 @@ def cache_features(
                 raise FeatureCacheError(str(exc)) from None
         _on_main(ctx, lambda: _prepare_folder(out, fingerprint, overwrite))
         if (out / "meta.json").is_file():  # finished and matching: reuse
+            finished = True
             return FeatureCache(out)
         if module is not None:
             module.eval().to(ctx.device)
@@ -121,10 +122,11 @@ def cache_features(
         _fill(out, source, safe, ctx, batch_size, num_workers, progress, channels_last, ids)
         ctx.barrier()
         _on_main(ctx, lambda: _finalize(out, fingerprint, source_name, shape, dtype, ids))
+        finished = True
     finally:
         lock.close()
         if owns:
-            ctx.close()
+            ctx.close(sync=finished)  # after an error a peer may never reach the barrier
     return FeatureCache(out)
 
 
@@ -394,7 +396,7 @@ def _fill(
     bar = tqdm(
         total=len(pending),
         desc="caching features",
-        disable=not (progress and ctx.is_main and sys.stderr.isatty()),
+        disable=not show_progress(progress, ctx.is_main),
     )
     for indices, inputs, bad in loader:
         if indices:

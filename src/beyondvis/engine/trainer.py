@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
-import sys
 from collections.abc import Callable, Mapping
 from contextlib import nullcontext
 from pathlib import Path
@@ -46,6 +45,7 @@ from beyondvis.engine.seeding import (
     set_rng_state,
 )
 from beyondvis.utils.locks import folder_lock
+from beyondvis.utils.progress import show_progress
 
 log = logging.getLogger(__name__)
 
@@ -154,13 +154,17 @@ class Trainer:
         of an earlier run in ``out_dir``).
         """
         self.ctx = init_distributed(self.config.device)
+        finished = False
         try:
             # one job per run folder: two `sets train` into one folder interleaved
             # metrics.csv and overwrote each other's checkpoints (rank 0 holds it for the job)
             with folder_lock(self.out_dir, RUN_LOCK) if self.ctx.is_main else nullcontext():
-                return self._fit(resume)
+                result = self._fit(resume)
+            finished = True
+            return result
         finally:
-            self.ctx.close()
+            # After an error the other ranks may never reach the closing barrier.
+            self.ctx.close(sync=finished)
 
     # ----------------------------------------------------------------- set-up
     def _fit(self, resume: bool | str | Path | None) -> TrainResult:
@@ -310,7 +314,7 @@ class Trainer:
                 total=steps_per_epoch,
                 initial=state.batch_in_epoch,
                 desc=f"epoch {state.epoch + 1}/{cfg.epochs}",
-                disable=not (cfg.progress and ctx.is_main and sys.stderr.isatty()),
+                disable=not show_progress(cfg.progress, ctx.is_main),
                 leave=False,
             )
             hit_max_steps = False

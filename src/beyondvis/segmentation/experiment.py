@@ -60,6 +60,7 @@ from beyondvis.segmentation.losses import LossWeights, rsis_loss, training_steps
 from beyondvis.segmentation.metrics import SegmentationMetrics
 from beyondvis.segmentation.model import RSIS, RSISModelConfig
 from beyondvis.utils import atomic_write, shared_data_root
+from beyondvis.utils.progress import show_progress
 
 log = logging.getLogger(__name__)
 
@@ -629,7 +630,7 @@ def evaluate_records(
     std = pre.std if pre is not None else (0.229, 0.224, 0.225)
     metrics = SegmentationMetrics(len(classes), classes)
     skipped = []
-    for record in tqdm(records, desc="rsis eval", disable=not progress, leave=False):
+    for record in tqdm(records, desc="rsis eval", disable=not show_progress(progress), leave=False):
         try:
             sample = read_instances(record)
         except (ImageLoadError, InstanceDataError, OSError) as exc:

@@ -42,6 +42,7 @@ from beyondvis.errors import BeyondvisError
 from beyondvis.recipes.generation.metrics import IngredientMatcher, word_key
 from beyondvis.recipes.ingredients import STAPLES as _PANTRY_STAPLES
 from beyondvis.recipes.ingredients import IngredientVocabulary, normalize_name
+from beyondvis.utils.progress import show_progress
 
 EVAL_FORMAT = "beyondvis.generation.evaluate/1"
 LAYOUTS = ("recipe1m", "food101")
@@ -514,7 +515,9 @@ def evaluate_folder(
     from tqdm.auto import tqdm
 
     cards: list[Card] = []
-    for photo in tqdm(photos, desc="cards", unit="card", disable=not show, file=sys.stderr):
+    for photo in tqdm(
+        photos, desc="cards", unit="card", disable=not show_progress(show), file=sys.stderr
+    ):
         try:
             image = load_image(photo.path)
         except (ImageLoadError, OSError) as exc:
