@@ -12,8 +12,10 @@ import pytest
 
 from beyondvis.cli.main import main
 from beyondvis.recipes.features import ImageFeatures, build_text_features
+from beyondvis.recipes.ingredients import RuleBasedExtractor
 from beyondvis.recipes.prepare import PrepareConfig, prepare
 from beyondvis.recipes.search import RecipeSearcher, build_bundle
+from beyondvis.recipes.tagger import TrainedTagger
 from beyondvis.recipes.train import JointTrainConfig, fit_cca_baseline, random_baseline, train_joint
 
 DISHES = {
@@ -87,7 +89,19 @@ def test_prepare_outputs_and_stats(prepared):
     assert stats["read"]["malformed_skipped"] == 1
     assert stats["cleaning"]["after"] == 48
     ext = stats["ingredient_extraction"]
-    assert ext["labelled_lines"] > 0 and 0.0 <= ext["agreement_with_slicer"] <= 1.0
+    assert ext["labelled_lines"] > 0 and ext["agreement_sample"] == 30
+    # The agreement counts whole lines out of the 30 sampled, and its examples are what the
+    # saved tagger and the slicer give for those lines now.
+    agreeing = ext["agreement_with_slicer"] * 30
+    assert agreeing == pytest.approx(round(agreeing), abs=2e-3)
+    lines = [e["line"] for e in ext["agreement_examples"]]
+    assert len(lines) == 10
+    assert TrainedTagger.load(out / "tagger.pt")(lines) == [
+        e["tagger"] for e in ext["agreement_examples"]
+    ]
+    assert RuleBasedExtractor().extract_many(lines) == [
+        e["slicer"] for e in ext["agreement_examples"]
+    ]
     vocab = json.loads((out / "ingredient_vocab.json").read_text())
     assert "olive_oil" in vocab["names"]
     det = json.loads((out / "det_ingrs.json").read_text())
