@@ -30,6 +30,25 @@ def tokenize(text: str) -> list[str]:
     return _TOKEN.findall(text.lower().replace("’", "'"))
 
 
+# Singular/plural matching, shared by the mention metrics and the title rule (torch-free).
+_IRREGULAR_PLURALS = {"leaves": "leaf", "loaves": "loaf", "halves": "half", "knives": "knife"}
+
+
+def word_key(word: str) -> str:
+    """Matching key shared by a word's singular and plural ("tomatoes"/"tomato" -> "tomato",
+    "berries"/"berry" -> "berri", "cheeses"/"cheese" -> "chees"). Not a real lemmatiser: both
+    the text and the vocabulary go through it, so only equality of keys matters."""
+    w = word.lower()
+    w = _IRREGULAR_PLURALS.get(w, w)
+    if len(w) > 3 and w.endswith("s") and not w.endswith(("ss", "us", "is")):
+        w = w[:-1]
+    if len(w) > 3 and w.endswith("e"):
+        w = w[:-1]
+    if len(w) > 3 and w.endswith("y"):
+        w = w[:-1] + "i"
+    return w
+
+
 class Vocabulary:
     """Word <-> id map with the special tokens first (``<pad>`` = 0)."""
 

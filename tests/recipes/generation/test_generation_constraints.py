@@ -169,3 +169,17 @@ def test_hyphenated_words_are_not_free_but_punctuation_and_numbers_are():
 
     itos = ["<pad>", "stir-fry", "don't", "10", "-", ",", "the", "pork", "1/2"]
     assert {itos[i] for i in free_token_ids(itos)} == {"<pad>", "10", "-", ",", "the", "1/2"}
+
+
+def test_title_words_are_unique_across_singular_and_plural():
+    from beyondvis.recipes.generation.constraints import word_groups
+
+    itos = ["<pad>", "<start>", "<end>", "<eoi>", "egg", "eggs", "and", "tomato", "tomatoes"]
+    groups = word_groups(itos)
+    assert groups[4] == {5} and groups[8] == {7} and 6 not in groups
+    st = RuleState(DecodingRules(word_groups=groups), eoi=EOI, eos=EOS)
+    st.push(4)  # "egg"
+    assert {4, 5} <= st.banned()  # neither "egg" nor "eggs" again in the title
+    st.push(EOI)
+    st.push(4)
+    assert 5 not in st.banned()  # steps may say "eggs"

@@ -34,7 +34,7 @@ from beyondvis.recipes.generation.card import (
     finished_steps,
 )
 from beyondvis.recipes.generation.config import IMAGE, INGREDIENTS, DecoderConfig
-from beyondvis.recipes.generation.constraints import DecodingRules, free_token_ids
+from beyondvis.recipes.generation.constraints import DecodingRules, free_token_ids, word_groups
 from beyondvis.recipes.generation.data import MAX_INGREDIENTS
 from beyondvis.recipes.generation.decoder import InstructionDecoder
 from beyondvis.recipes.generation.decoding import generate
@@ -227,7 +227,7 @@ class CookModel:
         self.retrieve_k = 3  # default number of real recipes on the card
         self.unk_id = self.itos.index("<unk>") if "<unk>" in self.itos else None
         self.decoding = load_decoding(folder)
-        self.rules = DecodingRules(**self.decoding["rules"])
+        self.rules = DecodingRules(**self.decoding["rules"], word_groups=word_groups(self.itos))
         self.free_ids = sorted(free_token_ids(self.itos))
 
     def retrieve(

@@ -23,8 +23,8 @@ O(1) in the length of the recipe; :meth:`RuleState.copy` clones one for a beam.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 # Words the repetition penalty leaves alone: a recipe needs them in every step.
@@ -51,6 +51,9 @@ class DecodingRules:
     max_steps: int | None = None
     # no content word twice in a row ("stir-fry stir-fry"): a 2-gram the 3-gram blocking allows
     no_immediate_repeat: bool = True
+    # id -> ids of the same word in another form ("egg"/"eggs", :func:`word_groups`), so that
+    # unique_title_words also stops "Egg and eggs"; set by the cook model from its vocabulary
+    word_groups: Mapping[int, frozenset[int]] | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         if self.no_repeat_ngram < 0:
@@ -74,6 +77,23 @@ class DecodingRules:
             unique_title_words=False,
             no_immediate_repeat=False,
         )
+
+
+def word_groups(itos: Sequence[str]) -> dict[int, frozenset[int]]:
+    """For every word id whose singular/plural key (:func:`beyondvis.recipes.text.word_key`) is shared with
+    other ids, those other ids ("eggs" -> {"egg"}); words alone in their group are left out."""
+    from beyondvis.recipes.text import word_key
+
+    by_key: dict[str, list[int]] = {}
+    for i, w in enumerate(itos):
+        if w.isalpha() and not w.startswith("<"):
+            by_key.setdefault(word_key(w), []).append(i)
+    return {
+        i: frozenset(j for j in ids if j != i)
+        for ids in by_key.values()
+        if len(ids) > 1
+        for i in ids
+    }
 
 
 def free_token_ids(itos: Sequence[str]) -> frozenset[int]:
@@ -157,6 +177,8 @@ class RuleState:
             self.seen_ngrams.setdefault(prefix, set()).add(token)
         if self.in_title:
             self.title_words.add(token)
+            if self.rules.word_groups:
+                self.title_words |= self.rules.word_groups.get(token, frozenset())
         if token not in self.free:
             self.used.add(token)
         self.current.append(token)

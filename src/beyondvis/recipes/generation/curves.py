@@ -83,6 +83,12 @@ def plot_perplexity(
     if reference is not None:
         ax.axhline(reference, color="#cc6677", linestyle="--", label=f"{reference_label}")
     ax.set_yscale("log")
+    # plain numbers on the log axis (35, 40, 60), not 4 x 10^1
+    from matplotlib.ticker import FuncFormatter, LogLocator
+
+    ax.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 3.0, 4.0, 6.0, 8.0)))
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.yaxis.set_minor_formatter(FuncFormatter(lambda v, _: ""))
     ax.set_xlabel("optimizer steps")
     ax.set_ylabel("perplexity (log scale)")
     ax.set_title(title)

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from beyondvis.recipes.text import word_key
 from beyondvis.sets.metrics import SetMetrics
 
 
@@ -118,24 +119,6 @@ class IngredientSetMetrics(SetMetrics):
 
 
 # ---------------------------------------------------------- ingredients named in instructions
-_IRREGULAR_PLURALS = {"leaves": "leaf", "loaves": "loaf", "halves": "half", "knives": "knife"}
-
-
-def word_key(word: str) -> str:
-    """Matching key shared by a word's singular and plural ("tomatoes"/"tomato" -> "tomato",
-    "berries"/"berry" -> "berri", "cheeses"/"cheese" -> "chees"). Not a real lemmatiser: both
-    the text and the vocabulary go through it, so only equality of keys matters."""
-    w = word.lower()
-    w = _IRREGULAR_PLURALS.get(w, w)
-    if len(w) > 3 and w.endswith("s") and not w.endswith(("ss", "us", "is")):
-        w = w[:-1]
-    if len(w) > 3 and w.endswith("e"):
-        w = w[:-1]
-    if len(w) > 3 and w.endswith("y"):
-        w = w[:-1] + "i"
-    return w
-
-
 _PUNCT = re.compile(r"^\W+|\W+$")
 
 

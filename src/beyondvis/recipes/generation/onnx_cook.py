@@ -43,6 +43,7 @@ from beyondvis.recipes.generation.constraints import (
     DecodingRules,
     RowRules,
     free_token_ids,
+    word_groups,
 )
 
 ONNX_FORMAT_VERSION = 1
@@ -500,7 +501,9 @@ class OrtCookModel:
         self.unk_id = self.itos.index("<unk>") if "<unk>" in self.itos else None
         self.free_ids = sorted(free_token_ids(self.itos))
         self.decoding = load_bundle_decoding(folder, manifest.get("decoding") or {})
-        self.rules = DecodingRules(**self.decoding.get("rules", {}))
+        self.rules = DecodingRules(
+            **self.decoding.get("rules", {}), word_groups=word_groups(self.itos)
+        )
         meta = json.loads((folder / "retrieval.json").read_text(encoding="utf-8"))
         self.retrieval_ids: list[str] = meta["ids"]
         self.retrieval_titles: list[str] = meta["titles"]
