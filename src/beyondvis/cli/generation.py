@@ -7,19 +7,25 @@ import argparse
 import json
 from pathlib import Path
 
-from beyondvis.cli.common import CLIError, add_device_argument, print_json
+from beyondvis.cli.common import (
+    CLIError,
+    add_config_arguments,
+    add_device_argument,
+    add_threads_argument,
+    apply_threads,
+    load_cli_config,
+    print_json,
+)
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", default="configs/generation/demo.yaml", help="YAML config")
-    parser.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a config field, e.g. prepared_dir=DIR or train_decoder.max_steps=100",
+    add_config_arguments(
+        parser,
+        "generation",
+        default="generation/demo",
+        what="; e.g. --set prepared_dir=DIR --set train_decoder.max_steps=100",
     )
-    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    add_threads_argument(parser, default=2)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -162,15 +168,10 @@ def _register_evaluate(sub: argparse._SubParsersAction) -> None:
 
 
 def _config(args: argparse.Namespace):
-    import torch
-
     from beyondvis.recipes.generation import load_generation_config
 
-    torch.set_num_threads(max(1, args.threads))
-    try:
-        return load_generation_config(args.config, args.set)
-    except (OSError, ValueError) as exc:
-        raise CLIError(f"bad config {args.config}: {exc}") from exc
+    apply_threads(args)
+    return load_cli_config(args, system="generation", loader=load_generation_config)
 
 
 def run_train(args: argparse.Namespace) -> int:

@@ -8,7 +8,16 @@ import logging
 from dataclasses import asdict
 from pathlib import Path
 
-from beyondvis.cli.common import CLIError, add_device_argument, print_json
+from beyondvis.cli.common import (
+    CLIError,
+    add_config_arguments,
+    add_device_argument,
+    add_threads_argument,
+    apply_threads,
+    config_overrides,
+    load_cli_config,
+    print_json,
+)
 
 log = logging.getLogger(__name__)
 GRID_MAX = 60  # thumbnails in a --grid, whatever --top says
@@ -143,12 +152,7 @@ def register(subparsers) -> None:
 
 
 def _add_threads(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--threads",
-        type=int,
-        help="CPU threads for the backbone and FAISS (default: library default; use 1 on a "
-        "shared machine, where oversubscribed thread pools slow everything down)",
-    )
+    add_threads_argument(p, what=" (the backbone) and FAISS")
 
 
 def _add_max_words(p: argparse.ArgumentParser) -> None:
@@ -208,18 +212,14 @@ def _quietly(handler):
 
 
 def _set_threads(args) -> None:
-    threads = getattr(args, "threads", None)
-    if threads:
-        import faiss
-        import torch
-
-        torch.set_num_threads(threads)
-        faiss.omp_set_num_threads(threads)
+    apply_threads(args, faiss=True)
 
 
 def _add_config_args(p: argparse.ArgumentParser) -> None:
     _add_threads(p)
-    p.add_argument("--config", type=Path, help="YAML with IndexConfig fields (configs/retrieval/)")
+    add_config_arguments(
+        p, "retrieval", what="; IndexConfig fields, e.g. --set features.max_side=512"
+    )
     p.add_argument("--backbone", help="feature network (default: efficientnet_lite0)")
     p.add_argument(
         "--level", type=int, help="forward_features level: 3 = stride 16 (default), 4 = stride 32"
@@ -242,43 +242,46 @@ def _add_config_args(p: argparse.ArgumentParser) -> None:
     )
 
 
-def _config(args):
-    import yaml
+# Shorthand flags of the most used IndexConfig fields, as --set overrides (so a flag, a
+# config file and --set all go through one typed loader).
+_FLAG_KEYS = {
+    "backbone": "features.backbone",
+    "level": "features.level",
+    "scale": "features.scale",
+    "max_side": "features.max_side",
+    "codebook_size": "codebook_size",
+    "pca_dim": "pca_dim",
+    "sample_images": "sample_images",
+    "chunk_size": "chunk_size",
+}
+# Keys a shipped codebook fixes (changing them needs --fit-codebook).
+_CODEBOOK_KEYS = {
+    "features.backbone": "--backbone",
+    "features.level": "--level",
+    "codebook_size": "--codebook-size",
+    "pca_dim": "--pca-dim",
+    "sample_images": "--sample-images",
+}
 
+
+def _flag_overrides(args) -> list[str]:
+    out = [f"{key}={getattr(args, flag)}" for flag, key in _FLAG_KEYS.items()
+           if getattr(args, flag, None) is not None]  # fmt: skip
+    if getattr(args, "no_upsample", False):
+        out.append("features.upsample=false")
+    if getattr(args, "no_centre_prior", False):
+        out.append("centre_prior=false")
+    return out
+
+
+def _config(args):
     from beyondvis.retrieval import IndexConfig
 
-    data = {}
-    if args.config:
-        try:
-            data = yaml.safe_load(args.config.read_text(encoding="utf-8")) or {}
-        except (OSError, yaml.YAMLError) as exc:
-            raise CLIError(f"cannot read config {args.config}: {exc}") from None
-    try:
-        cfg = IndexConfig.from_dict(data)
-    except TypeError as exc:
-        raise CLIError(f"bad config {args.config}: {exc}") from None
-    f = cfg.features
-    for attr, value in [
-        ("backbone", args.backbone),
-        ("level", args.level),
-        ("scale", args.scale),
-        ("max_side", args.max_side),
-    ]:
-        if value is not None:
-            setattr(f, attr, value)
-    if args.no_upsample:
-        f.upsample = False
-    if args.codebook_size:
-        cfg.codebook_size = args.codebook_size
-    if args.pca_dim:
-        cfg.pca_dim = args.pca_dim
-    if args.sample_images:
-        cfg.sample_images = args.sample_images
-    if args.chunk_size:
-        cfg.chunk_size = args.chunk_size
-    if args.no_centre_prior:
-        cfg.centre_prior = False
-    return cfg
+    return load_cli_config(args, IndexConfig, "retrieval", extra=_flag_overrides(args))
+
+
+def _flag_overrides_keys(args) -> set[str]:
+    return {o.partition("=")[0] for o in _flag_overrides(args)}
 
 
 def _photos(folder: Path) -> list[Path]:
@@ -339,14 +342,12 @@ def _device(args) -> str:
 
 
 def _check_shipped_overrides(args) -> None:
-    fixed = {
-        "--backbone": args.backbone,
-        "--level": args.level,
-        "--codebook-size": args.codebook_size,
-        "--pca-dim": args.pca_dim,
-        "--sample-images": args.sample_images,
-    }
-    given = [k for k, v in fixed.items() if v is not None]
+    given = [flag for key, flag in _CODEBOOK_KEYS.items() if key in _flag_overrides_keys(args)]
+    given += [
+        f"--set {o.partition('=')[0].strip()}"
+        for o in config_overrides(args)
+        if o.partition("=")[0].strip() in _CODEBOOK_KEYS
+    ]
     if given:
         raise CLIError(
             f"{', '.join(given)} change the codebook: add --fit-codebook to fit one on the "

@@ -19,7 +19,15 @@ import json
 from pathlib import Path
 from typing import Any
 
-from beyondvis.cli.common import CLIError, add_device_argument, print_json
+from beyondvis.cli.common import (
+    CLIError,
+    add_config_arguments,
+    add_device_argument,
+    add_threads_argument,
+    apply_threads,
+    load_cli_config,
+    print_json,
+)
 
 DEFAULT_BUNDLE = Path(__file__).resolve().parent.parent / "assets" / "recipes" / "retrieval"
 
@@ -74,7 +82,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--w2v-dim", type=int, default=64, help="ingredient word2vec dimensions")
     p.add_argument("--skip-steps", type=int, default=300, help="skip-instructions train steps")
-    p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    add_threads_argument(p, default=1)
     p.add_argument("--seed", type=int, default=0, help="random seed of both trainings")
     p.set_defaults(func=_text_features)
 
@@ -87,15 +95,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train the joint embedding (two-stage schedule)")
     p.add_argument("--data", required=True, help="folder written by 'recipes prepare'")
     p.add_argument("--out", required=True, help="run folder to write (model.pt, results.json)")
-    p.add_argument("--config", help="YAML with JointTrainConfig fields (configs/recipes/)")
-    p.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a config field, e.g. --set sem_weight=0",
-    )
-    p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    add_config_arguments(p, "recipes", what="; JointTrainConfig fields, e.g. --set sem_weight=0")
+    add_threads_argument(p, default=1)
     p.set_defaults(func=_train)
 
     p = sub.add_parser("baselines", help="random ranking and CCA on the test split")
@@ -211,11 +212,9 @@ def _prepare(args: argparse.Namespace) -> int:
 
 
 def _text_features(args: argparse.Namespace) -> int:
-    import torch
-
     from beyondvis.recipes import build_text_features
 
-    torch.set_num_threads(args.threads)
+    apply_threads(args)
     _need_dir(args.data, "--data")
     info = build_text_features(
         args.data, args.w2v_dim, skip_steps=args.skip_steps, encoder=args.encoder, seed=args.seed
@@ -251,18 +250,12 @@ def _format_metrics(m: dict[str, Any]) -> str:
 
 
 def _train(args: argparse.Namespace) -> int:
-    import torch
-
-    from beyondvis.engine import ConfigError, load_config
     from beyondvis.recipes import JointTrainConfig, train_joint
     from beyondvis.utils import atomic_write_json
 
     _need_dir(args.data, "--data")
-    try:
-        cfg = load_config(args.config or {}, JointTrainConfig, overrides=args.set)
-    except (ConfigError, ValueError, FileNotFoundError) as exc:
-        raise CLIError(str(exc)) from exc
-    torch.set_num_threads(args.threads)
+    cfg = load_cli_config(args, JointTrainConfig, "recipes")
+    apply_threads(args)
     try:
         result = train_joint(args.data, args.out, cfg)
     except (FileNotFoundError, ValueError) as exc:

@@ -9,7 +9,19 @@ import os
 import sys
 from pathlib import Path
 
-from beyondvis.cli.common import CLIError, add_device_argument, print_json
+from beyondvis.cli.common import (
+    CLIError,
+    add_config_arguments,
+    add_device_argument,
+    add_resume_arguments,
+    add_threads_argument,
+    apply_threads,
+    load_cli_config,
+    prepare_run,
+    print_json,
+    resume_mode,
+    resume_refusal,
+)
 
 log = logging.getLogger(__name__)
 
@@ -19,20 +31,15 @@ def register(subparsers) -> None:
     sub = p.add_subparsers(dest="rsis_command", metavar="ACTION")
 
     t = sub.add_parser("train", help="train an RSIS model from a YAML config (resumes last.pt)")
-    t.add_argument(
-        "--config",
+    add_config_arguments(
+        t,
+        "segmentation",
         required=True,
-        help="YAML file, or a packaged name: cvppp, cvppp_full, pennfudan, voc_sbd, cityscapes",
+        trailing=True,
+        what="; cvppp is short for segmentation/cvppp",
     )
-    t.add_argument(
-        "overrides", nargs="*", help="dotted overrides, e.g. train.epochs=5 model.hidden=64"
-    )
-    t.add_argument(
-        "--no-resume",
-        action="store_true",
-        help="start afresh even if last.pt exists (default: resume)",
-    )
-    t.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
+    add_resume_arguments(t)
+    add_threads_argument(t)
     t.set_defaults(func=cmd_train)
 
     e = sub.add_parser("eval", help="SBD, DiC, mask AP, object order of a checkpoint on a split")
@@ -55,7 +62,7 @@ def register(subparsers) -> None:
     e.add_argument("--stop-threshold", type=float, help="override the config's stop threshold")
     e.add_argument("--json", action="store_true", help="print the full report as JSON")
     e.add_argument("--plot", type=Path, help="write IoU by time step / object size (PNG or PDF)")
-    e.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
+    add_threads_argument(e)
     add_device_argument(e)
     e.set_defaults(func=cmd_eval)
 
@@ -72,7 +79,7 @@ def register(subparsers) -> None:
         "--stop-threshold", type=float, help="stop score threshold (default: the model's)"
     )
     r.add_argument("--max-steps", type=int, help="most objects per image (default: the model's)")
-    r.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
+    add_threads_argument(r)
     add_device_argument(r)
     r.set_defaults(func=cmd_predict)
 
@@ -100,7 +107,7 @@ def register(subparsers) -> None:
         help="what the best threshold maximises (sbd) or minimises (abs_dic) (default: %(default)s)",
     )
     s.add_argument("--json", action="store_true", help="print the sweep as JSON")
-    s.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
+    add_threads_argument(s)
     add_device_argument(s)
     s.set_defaults(func=cmd_tune_stop)
 
@@ -116,8 +123,7 @@ def register(subparsers) -> None:
     x.set_defaults(func=cmd_export)
 
     d = sub.add_parser("data", help="split sizes and objects per image of a config's dataset")
-    d.add_argument("--config", required=True, help="YAML file or packaged config name")
-    d.add_argument("overrides", nargs="*", help="dotted overrides, e.g. data.root=PATH")
+    add_config_arguments(d, "segmentation", required=True, trailing=True)
     d.set_defaults(func=cmd_data)
 
     c = sub.add_parser("configs", help="list the packaged RSIS configs")
@@ -126,33 +132,30 @@ def register(subparsers) -> None:
 
 
 def _threads(args: argparse.Namespace) -> None:
-    if getattr(args, "threads", None):
-        import torch
-
-        torch.set_num_threads(args.threads)
+    apply_threads(args)
 
 
-def _config(source: str, overrides: list[str]):
-    from beyondvis.engine import ConfigError
+def _config(args: argparse.Namespace):
     from beyondvis.segmentation import load_rsis_config
 
-    try:
-        return load_rsis_config(source, overrides)
-    except (ConfigError, ValueError) as exc:
-        raise CLIError(str(exc)) from None
+    return load_cli_config(args, system="segmentation", loader=load_rsis_config)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
     from beyondvis.data import InstanceDataError
+    from beyondvis.engine import ResumeConfigError
     from beyondvis.segmentation import prepare, train
 
     _threads(args)
-    cfg = _config(args.config, args.overrides)
+    cfg = prepare_run(args, _config(args))  # --new-run; a changed resume refused before caching
     try:
         prepared = prepare(cfg)
     except InstanceDataError as exc:
         raise CLIError(str(exc)) from None
-    result = train(cfg, prepared, resume=False if args.no_resume else "auto")
+    try:
+        result = train(cfg, prepared, resume=resume_mode(args))
+    except ResumeConfigError as exc:
+        raise resume_refusal(exc) from None
     if int(os.environ.get("RANK", "0")) != 0:  # under torchrun only rank 0 reports
         return 0
     print_json(
@@ -373,7 +376,7 @@ def cmd_data(args: argparse.Namespace) -> int:
     from beyondvis.data import InstanceDataError, read_annotation
     from beyondvis.segmentation import read_splits
 
-    cfg = _config(args.config, args.overrides)
+    cfg = _config(args)
     try:
         splits = read_splits(cfg.data)
     except InstanceDataError as exc:

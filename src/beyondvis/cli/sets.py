@@ -7,7 +7,18 @@ import argparse
 import logging
 from pathlib import Path
 
-from beyondvis.cli.common import CLIError, print_json
+from beyondvis.cli.common import (
+    CLIError,
+    add_config_arguments,
+    add_resume_arguments,
+    add_threads_argument,
+    apply_threads,
+    load_cli_config,
+    prepare_run,
+    print_json,
+    resume_mode,
+    resume_refusal,
+)
 
 log = logging.getLogger(__name__)
 
@@ -16,15 +27,14 @@ def register(subparsers) -> None:
     p = subparsers.add_parser("sets", help="image-to-set prediction (multi-label classification)")
     sub = p.add_subparsers(dest="sets_command", metavar="ACTION")
 
-    cfg_help = "YAML config path or packaged config name (see `beyondvis sets configs`)"
-    t = sub.add_parser("train", help="train one set predictor from a YAML config")
-    t.add_argument("--config", required=True, help=cfg_help)
-    t.add_argument(
-        "overrides", nargs="*", help="dotted overrides, e.g. model.name=lstm train.lr=1e-3"
+    t = sub.add_parser(
+        "train",
+        help="train one set predictor from a YAML config (into train.out_dir, by default "
+        "runs/sets/<config>/<model>/seed<k>; resumes its last.pt when the settings match)",
     )
-    t.add_argument("--no-resume", action="store_true", help="start afresh even if last.pt exists")
-    threads_help = "torch CPU threads (default: torch's choice)"
-    t.add_argument("--threads", type=int, help=threads_help)
+    add_config_arguments(t, "sets", required=True, trailing=True)
+    add_resume_arguments(t)
+    add_threads_argument(t)
     t.set_defaults(func=cmd_train)
 
     e = sub.add_parser(
@@ -51,15 +61,14 @@ def register(subparsers) -> None:
     e.add_argument("--device", default="cpu", help="cpu | cuda | auto (default: cpu)")
     e.add_argument("--json", action="store_true", help="print the metrics as JSON")
     e.add_argument("--plot", type=Path, help="write the I-F1 vs cardinality plot (PNG/PDF)")
-    e.add_argument("--threads", type=int, help=threads_help)
+    add_threads_argument(e)
     e.set_defaults(func=cmd_eval)
 
     u = sub.add_parser(
         "tune",
         help="Hyperband search (Optuna, eta=3) on validation O-F1",
     )
-    u.add_argument("--config", required=True, help=cfg_help)
-    u.add_argument("overrides", nargs="*", help="dotted overrides of the base config")
+    add_config_arguments(u, "sets", required=True, trailing=True, what=" (the base of every trial)")
     u.add_argument("--out", type=Path, required=True, help="study folder (resumable)")
     u.add_argument("--trials", type=int, default=20, help="total trials of the study")
     u.add_argument("--max-resource", type=int, default=27, help="R, in resource units")
@@ -67,17 +76,16 @@ def register(subparsers) -> None:
     u.add_argument("--seed", type=int, default=0, help="sampler seed and every trial's seed")
     u.add_argument("--timeout", type=float, help="stop starting trials after this many seconds")
     u.add_argument("--save-config", type=Path, help="also write the best config here")
-    u.add_argument("--threads", type=int, help="torch CPU threads (None: torch's choice)")
+    add_threads_argument(u)
     u.set_defaults(func=cmd_tune)
 
     b = sub.add_parser(
         "probe",
         help="linear-probe baseline: one-vs-rest logistic regression on pooled cached features",
     )
-    b.add_argument("--config", required=True, help=cfg_help)
-    b.add_argument("overrides", nargs="*", help="dotted overrides")
+    add_config_arguments(b, "sets", required=True, trailing=True)
     b.add_argument("--views", action="store_true", help="also train on the cached augmented views")
-    b.add_argument("--threads", type=int, help=threads_help)
+    add_threads_argument(b)
     b.set_defaults(func=cmd_probe)
 
     m = sub.add_parser("table", help="multi-seed runs -> mean (std) table like Table 5.3")
@@ -89,12 +97,11 @@ def register(subparsers) -> None:
     m.add_argument(
         "--seeds", help="comma list: only these seeds of the spec (default: all of them)"
     )
-    m.add_argument("--threads", type=int, help=threads_help)
+    add_threads_argument(m)
     m.set_defaults(func=cmd_table)
 
     s = sub.add_parser("data", help="dataset summary (sizes, cardinality) of a config's data")
-    s.add_argument("--config", required=True, help=cfg_help)
-    s.add_argument("overrides", nargs="*", help="dotted overrides")
+    add_config_arguments(s, "sets", required=True, trailing=True)
     s.set_defaults(func=cmd_data)
 
     c = sub.add_parser("configs", help="list the set configs shipped inside the package")
@@ -106,33 +113,30 @@ def register(subparsers) -> None:
 
 
 def _threads(args: argparse.Namespace) -> None:
-    if getattr(args, "threads", None):
-        import torch
-
-        torch.set_num_threads(args.threads)
+    apply_threads(args)
 
 
-def _config(path: str | Path, overrides: list[str]):
-    from beyondvis.engine import ConfigError
+def _config(args: argparse.Namespace):
     from beyondvis.sets import load_sets_config
 
-    try:
-        return load_sets_config(path, overrides)
-    except (ConfigError, ValueError) as exc:
-        raise CLIError(str(exc)) from None
+    return load_cli_config(args, system="sets", loader=load_sets_config)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
     from beyondvis.data import SetDataError
+    from beyondvis.engine import ResumeConfigError
     from beyondvis.sets import prepare, train
 
     _threads(args)
-    cfg = _config(args.config, args.overrides)
+    cfg = prepare_run(args, _config(args))  # --new-run; a changed resume refused before caching
     try:
         prepared = prepare(cfg)
     except SetDataError as exc:
         raise CLIError(str(exc)) from None
-    result = train(cfg, prepared, resume=False if args.no_resume else "auto")
+    try:
+        result = train(cfg, prepared, resume=resume_mode(args))
+    except ResumeConfigError as exc:
+        raise resume_refusal(exc) from None
     print_json(
         {
             "model": cfg.model.name,
@@ -203,7 +207,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
     from beyondvis.sets import run_tune as tune
 
     _threads(args)
-    cfg = _config(args.config, args.overrides)
+    cfg = _config(args)
     try:
         summary = tune(
             cfg,
@@ -235,7 +239,7 @@ def cmd_probe(args: argparse.Namespace) -> int:
     from beyondvis.sets import run_probe
 
     _threads(args)
-    cfg = _config(args.config, args.overrides)
+    cfg = _config(args)
     try:
         report = run_probe(cfg, views=args.views)
     except (SetDataError, ValueError) as exc:
@@ -267,7 +271,7 @@ def cmd_data(args: argparse.Namespace) -> int:
     from beyondvis.data import SetDataError
     from beyondvis.sets import read_splits
 
-    cfg = _config(args.config, args.overrides)
+    cfg = _config(args)
     try:
         splits = read_splits(cfg.data)
     except SetDataError as exc:

@@ -168,9 +168,7 @@ def resolve_config(
     close += [n for n in names if system and n == f"{system}/{stem}" and n not in close]
     hint = f"; packaged configs near it: {', '.join(close)}" if close else ""
     where = f" (looked in {relative_to} and the packaged configs)" if relative_to else ""
-    raise ConfigError(
-        f"config file not found: {raw}{where}{hint} (`beyondvis <system> configs` lists them)"
-    )
+    raise ConfigError(f"config file not found: {raw}{where}{hint} (`beyondvis configs` lists them)")
 
 
 def _packaged_path(raw: str, system: str | None) -> Path | None:
