@@ -15,7 +15,14 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
-from beyondvis.engine import TrainConfig, Trainer, cache_features, load_config, seed_everything
+from beyondvis.engine import (
+    TrainConfig,
+    Trainer,
+    cache_features,
+    load_config,
+    seed_everything,
+    shutdown_distributed,
+)
 
 N_ITEMS = 60
 
@@ -125,8 +132,9 @@ def main(argv: list[str] | None = None) -> int:
             trainer.model[0], data.x, os.path.join(args.out_dir, "cache"), batch_size=7
         )
         print(f"rank{rank} cached={len(cache)}")
-        if torch.distributed.is_initialized():
-            torch.distributed.destroy_process_group()
+        # The group is ours (created above): the ranks meet at a barrier before it goes, so
+        # none closes its connections while a peer is still in the last broadcast.
+        shutdown_distributed()
     return 0
 
 

@@ -38,7 +38,10 @@ _EXPORTS = {
         ),
         ".config",
     ),
-    **dict.fromkeys(("DistContext", "ResumableSampler", "init_distributed"), ".distributed"),
+    **dict.fromkeys(
+        ("DistContext", "ResumableSampler", "init_distributed", "shutdown_distributed"),
+        ".distributed",
+    ),
     **dict.fromkeys(
         (
             "CACHE_FORMAT_VERSION",

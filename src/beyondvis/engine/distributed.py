@@ -55,9 +55,10 @@ class DistContext:
         dist.all_reduce(tensor)
         return float(tensor.item()) / self.world_size
 
-    def close(self) -> None:
-        if self.owns_group and dist.is_initialized():
-            dist.destroy_process_group()
+    def close(self, *, sync: bool = True) -> None:
+        """End the process group if the engine created it (see :func:`shutdown_distributed`)."""
+        if self.owns_group:
+            shutdown_distributed(sync=sync)
             self.owns_group = False
 
     def _comm_device(self) -> torch.device:
@@ -92,6 +93,22 @@ def init_distributed(device_spec: str | None = "auto") -> DistContext:
         device=device,
         owns_group=owns,
     )
+
+
+def shutdown_distributed(sync: bool = True) -> None:
+    """Leave the default process group: the ranks first wait for each other, then destroy it.
+
+    Without the wait a rank that is done first (the root of the last broadcast returns as soon
+    as its data is sent) tears down its gloo connections while a peer may still be in that
+    collective, and gloo's I/O thread can raise on the closed socket, which aborts the process
+    (SIGABRT) during teardown. ``sync=False`` skips the wait, for error paths where a peer may
+    never arrive. A no-op when no group is initialised.
+    """
+    if not (dist.is_available() and dist.is_initialized()):
+        return
+    if sync and dist.get_world_size() > 1:
+        dist.barrier()
+    dist.destroy_process_group()
 
 
 class ResumableSampler(Sampler):
