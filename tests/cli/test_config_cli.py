@@ -154,3 +154,36 @@ def test_run_folders_and_resume_refusal(tmp_path, capsys):
     assert "/runs/ff_bce/seed0/" in forced["best_checkpoint"]
     rc, seed1, _ = train("train.seed=1")  # the seed names the folder too
     assert rc == 0 and "/runs/ff_bce/seed1/" in seed1["best_checkpoint"]
+
+
+def test_interrupted_index_build_resumes_only_with_its_settings(tmp_path, capsys, monkeypatch):
+    from beyondvis.retrieval import BLCFIndex
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    rng = np.random.RandomState(0)
+    for i in range(3):
+        Image.fromarray(rng.randint(0, 255, (96, 128, 3), dtype=np.uint8)).save(photos / f"{i}.png")
+    out = tmp_path / "idx"
+    build = ["index", "build", str(photos), "--out", str(out), "--threads", "1", "--device", "cpu"]
+    real_add = BLCFIndex.add
+
+    def killed(self, paths, work_dir=None, **kw):
+        (work_dir / "chunk_00000.npz").write_bytes(b"partial")  # what a killed build leaves
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(BLCFIndex, "add", killed)
+    assert main([*build, "--max-side", "128"]) != 0  # main reports the interrupt
+    assert (out / "work" / "build_settings.json").is_file() and not (out / "manifest.json").exists()
+    monkeypatch.setattr(BLCFIndex, "add", real_add)
+    capsys.readouterr()
+    # another --max-side would mix maps of two sizes in one index: refused, naming the key
+    assert main([*build, "--max-side", "200"]) == 1
+    err = capsys.readouterr().err
+    assert (
+        "holds an interrupted build with other settings: config.features.max_side 128 -> 200" in err
+    )
+    assert len(err.strip().splitlines()) == 1
+    (out / "work" / "chunk_00000.npz").unlink()  # (the fake chunk is no real one)
+    assert main([*build, "--max-side", "128"]) == 0
+    assert json.loads((out / "manifest.json").read_text())["config"]["features"]["max_side"] == 128

@@ -384,6 +384,7 @@ def cmd_build(args) -> int:
         index = _guard(lambda: BLCFIndex.pretrained(config=_config(args), device=device))
     work = args.out / "work"
     with _locked(args.out):
+        _check_build_settings(work, index, args)
         if not index.is_trained:
             _guard(lambda: index.train(photos, work_dir=work, progress=True, workers=args.workers))
         _guard(lambda: index.add(photos, work_dir=work, progress=True, workers=args.workers))
@@ -395,6 +396,52 @@ def cmd_build(args) -> int:
         f"skipped {len(index.skipped)} unreadable"
     )
     return 0
+
+
+BUILD_SETTINGS = "build_settings.json"
+
+
+def _check_build_settings(work: Path, index, args) -> None:
+    """An interrupted build resumes only with the settings it started with.
+
+    Its chunks in ``work/`` were computed with those settings; resuming with another
+    ``--max-side`` or codebook gave a mixed index (maps of two sizes, a manifest naming the
+    wrong vocabulary) and exit 0. The settings are written when a build starts.
+    """
+    import json
+
+    from beyondvis.engine.config import config_diff, format_diff
+    from beyondvis.utils import atomic_write_json
+
+    if args.model:
+        codebook = f"model {Path(args.model).resolve()}"
+    else:
+        codebook = "fitted" if args.fit_codebook else "shipped"
+    settings = {
+        "format": "beyondvis.index.build_settings/1",
+        "config": asdict(index.config),
+        "codebook": codebook,
+        "shard": args.shard,
+        "photos": str(Path(args.photos).resolve()),
+    }
+    path = work / BUILD_SETTINGS
+    # only a build that computed something is bound to its settings
+    started = work.is_dir() and any(p.name not in (BUILD_SETTINGS, "lock") for p in work.iterdir())
+    if path.is_file() and started:
+        try:
+            stored = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise CLIError(f"{path} is unreadable ({exc}); remove {work} to start afresh") from None
+        diff = config_diff(stored, settings)
+        if diff:
+            raise CLIError(
+                f"{args.out} holds an interrupted build with other settings: "
+                f"{format_diff(diff)}; re-run with the same settings to resume it, or remove "
+                f"{work} to start afresh"
+            )
+        return
+    work.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(path, settings)
 
 
 def cmd_add(args) -> int:
