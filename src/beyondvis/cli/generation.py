@@ -11,11 +11,15 @@ from beyondvis.cli.common import (
     CLIError,
     add_config_arguments,
     add_device_argument,
+    add_resume_arguments,
     add_threads_argument,
     apply_threads,
     load_cli_config,
+    new_run_dir,
     print_json,
+    resume_mode,
 )
+from beyondvis.validation import positive_int
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -36,6 +40,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     train = sub.add_parser("train", help="stage 1 (ingredients) + stage 2 (instructions)")
     _common(train)
     train.add_argument("--export", default=None, help="write the cook bundle to this folder")
+    add_resume_arguments(train)
     train.set_defaults(func=run_train)
     export = sub.add_parser("export", help="cook bundle from a stage-1 and a stage-2 best.pt")
     _common(export)
@@ -152,7 +157,7 @@ def _register_evaluate(sub: argparse._SubParsersAction) -> None:
     )
     evaluate.add_argument(
         "--threads",
-        type=int,
+        type=positive_int,
         default=None,
         help="CPU threads for ONNX Runtime / PyTorch (default: the runtime's own)",
     )
@@ -178,8 +183,10 @@ def run_train(args: argparse.Namespace) -> int:
     from beyondvis.recipes.generation import run_training
 
     cfg = _config(args)
+    if args.new_run:
+        cfg.out_dir = str(new_run_dir(cfg.out_dir))
     try:
-        summary = run_training(cfg, export_to=args.export)
+        summary = run_training(cfg, export_to=args.export, resume=resume_mode(args))
     except FileNotFoundError as exc:
         raise CLIError(str(exc)) from exc
     print_json(summary)

@@ -172,3 +172,23 @@ def test_incomplete_bundle_is_a_clear_error(tmp_path):
 
     with pytest.raises(BundleError, match="model.pt"):
         CookModel(tmp_path)
+
+
+def test_decoder_resume_with_other_settings_is_refused_unless_forced(data, tmp_path):
+    from beyondvis.engine.config import ResumeConfigError
+
+    tiny = dict(epochs=1, max_steps=2, batch_size=4, device="cpu", progress=False)
+    cfg = decoder_config(
+        data,
+        {"d_model": 16, "num_layers": 1, "num_heads": 2, "ffn_dim": 32, "max_len": 40},
+        "concat",
+        ("image", "ingredients"),
+    )
+    out = str(tmp_path / "s2")
+    train_decoder(data, cfg, TrainConfig(out_dir=out, monitor="val_ppl", lr=1e-3, **tiny))
+    with pytest.raises(ResumeConfigError, match="lr"):
+        train_decoder(data, cfg, TrainConfig(out_dir=out, monitor="val_ppl", lr=5e-4, **tiny))
+    decoder, _ = train_decoder(
+        data, cfg, TrainConfig(out_dir=out, monitor="val_ppl", lr=5e-4, **tiny), resume="force"
+    )
+    assert decoder.config.vocab_size == len(data.word_vocab)

@@ -109,9 +109,15 @@ def _in(cfg: TrainConfig, base: str, name: str) -> TrainConfig:
 
 
 def run_training(
-    cfg: GenerationConfig, export_to: str | None = None, data: GenData | None = None
+    cfg: GenerationConfig,
+    export_to: str | None = None,
+    data: GenData | None = None,
+    resume: bool | str = "auto",
 ) -> dict[str, Any]:
     """Stage 1 + stage 2, then (optionally) export the float16 bundle for ``beyondvis cook``.
+
+    ``resume`` goes to both stages' ``Trainer.fit`` ("auto": continue a run with the same
+    settings, refuse other settings; "force"; False: start afresh).
 
     Under torchrun the process group is opened here, once, so that both stages' Trainers reuse
     it (a Trainer that opens the group itself closes it after ``fit``, and re-opening it for
@@ -127,14 +133,14 @@ def run_training(
 
         init_distributed(cfg.train_decoder.device)
     try:
-        return _run_training(cfg, export_to, data)
+        return _run_training(cfg, export_to, data, resume)
     finally:
         if own_group and dist.is_initialized():
             dist.destroy_process_group()
 
 
 def _run_training(
-    cfg: GenerationConfig, export_to: str | None, data: GenData | None
+    cfg: GenerationConfig, export_to: str | None, data: GenData | None, resume: bool | str
 ) -> dict[str, Any]:
     data = data or load_data(cfg)
     set_model, set_extra = train_ingredients(
@@ -143,6 +149,7 @@ def _run_training(
         cfg.ingredient_options,
         _in(cfg.train_ingredients, cfg.out_dir, f"ingredients_{cfg.ingredient_model}"),
         cfg.ingredient_weak_per_dish,
+        resume=resume,
     )
     dcfg = decoder_config(data, cfg.decoder, cfg.fusion, tuple(cfg.conditions))
     decoder, _ = train_decoder(
@@ -156,6 +163,7 @@ def _run_training(
         init_from=cfg.decoder_init or None,
         train_set=cfg.decoder_train_set,
         weak_per_dish=cfg.decoder_weak_per_dish,
+        resume=resume,
     )
     summary: dict[str, Any] = {"ingredient_model": cfg.ingredient_model, "fusion": cfg.fusion}
     import torch.distributed as dist

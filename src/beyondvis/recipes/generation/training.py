@@ -147,6 +147,7 @@ def train_ingredients(
     options: dict[str, Any],
     train_cfg: TrainConfig,
     weak_per_dish: int | None = None,
+    resume: bool | str = "auto",
 ) -> tuple[nn.Module, dict[str, Any]]:
     """Stage 1; best.pt chosen on validation IoU. Returns (model with best weights, extra).
 
@@ -180,7 +181,7 @@ def train_ingredients(
     trainer = Trainer(
         model, train_cfg, train_items, step, eval_fn, collate_fn=_stack, checkpoint_extra=extra
     )
-    result = trainer.fit(resume="auto")
+    result = trainer.fit(resume=resume)
     best = result.best_checkpoint or result.last_checkpoint
     model.load_state_dict(load_checkpoint(best)["model"])
     return model.eval(), extra
@@ -322,6 +323,7 @@ def train_decoder(
     init_from: str | Path | None = None,
     train_set: str = "all",
     weak_per_dish: int | None = None,
+    resume: bool | str = "auto",
 ) -> tuple[InstructionDecoder, dict[str, Any]]:
     """Stage 2; best.pt chosen on validation perplexity (photo recipes, first photo).
 
@@ -386,7 +388,7 @@ def train_decoder(
         collate_fn=make_text_collate(config.special, config.ingredient_pad_id, bucket_by_length),
         checkpoint_extra=extra,
     )
-    result = trainer.fit(resume="auto")
+    result = trainer.fit(resume=resume)
     best = result.best_checkpoint or result.last_checkpoint
     decoder.load_state_dict(load_checkpoint(best)["model"])
     return decoder.eval(), extra
