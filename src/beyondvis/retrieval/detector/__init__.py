@@ -34,9 +34,10 @@ _EXPORTS = {
     ),  # fmt: skip
     **dict.fromkeys(("DetectorConfig", "DetectorNet", "build_detector"), ".model"),
     **dict.fromkeys(
-        ("FinetuneConfig", "QueryObject", "finetune", "query_class_scores", "queries_from_gt"),
-        ".finetune",
+        ("FinetuneConfig", "QueryObject", "query_class_scores", "queries_from_gt"), ".finetune"
     ),
+    # not "finetune": that is the submodule's name, which its import sets on the package
+    "finetune_detector": ".finetune:finetune",
     **dict.fromkeys(
         ("DetectorIndex", "DetectorSearchConfig", "is_detector_index", "read_detector_manifest"),
         ".index",

@@ -40,11 +40,13 @@ class QueryObject:
 @dataclass
 class FinetuneConfig:
     mode: str = "all"  # fc (FT_fc) | all (FT_all)
-    # ~3 minutes at 320 px for the 22 benchmark queries on one busy CPU core; the thesis ran
-    # 5,000 iterations on a GPU (epochs * 2 * queries / batch_size iterations here)
-    epochs: int = 12
+    # passes over the query photos and their mirrors (epochs * 2 * queries / batch_size
+    # iterations: 176 for the 22 benchmark queries, minutes at 320 px on a CPU; the thesis ran
+    # 5,000 iterations on a GPU)
+    epochs: int = 8
     batch_size: int = 2
-    lr: float = 0.01
+    optimizer: str = "adam"  # adam | sgd (thesis: SGD for 5,000 iterations)
+    lr: float = 1e-3
     momentum: float = 0.9
     weight_decay: float = 1e-4
     warmup_steps: int = 10
@@ -142,7 +144,7 @@ def finetune(
         epochs=-(-cfg.epochs // repeat),
         batch_size=cfg.batch_size,
         lr=cfg.lr,
-        optimizer="sgd",
+        optimizer=cfg.optimizer,
         momentum=cfg.momentum,
         weight_decay=cfg.weight_decay,
         warmup_steps=cfg.warmup_steps,

@@ -36,6 +36,7 @@ import io
 import json
 import logging
 import os
+import shutil
 import time
 import zipfile
 from collections.abc import Sequence
@@ -527,6 +528,8 @@ class DetectorIndex:
                 "sha256": {name: _sha256(folder / name) for name in FILES},
             },
         )
+        # fine-tuning checkpoints under work/ are superseded by detector.pt
+        shutil.rmtree(folder / "work", ignore_errors=True)
 
     @classmethod
     def load(cls, folder: str | os.PathLike, device: str = "cpu") -> DetectorIndex:

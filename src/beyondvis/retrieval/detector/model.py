@@ -209,7 +209,11 @@ class DetectorNet(nn.Module):
             box_roi_pool=_ReducedRoIPool(c, config.head_channels, config.roi_size),
             box_head=_BoxHead(config.head_channels, config.roi_size, config.representation),
             box_predictor=FastRCNNPredictor(config.representation, classes),
-            box_batch_size_per_image=128,
+            # fine-tuning sees one object box per photo: 32 sampled RoIs, up to half of them
+            # positive, instead of torchvision's 512 at 1/4, or background swamps the few
+            # proposals that overlap the query object and its class score falls at first
+            box_batch_size_per_image=32,
+            box_positive_fraction=0.5,
         )
 
     @staticmethod

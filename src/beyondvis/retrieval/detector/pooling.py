@@ -128,10 +128,14 @@ def pool_boxes(
     cells = warp_boxes(boxes, image_size, fmap.shape[1:])
     if kind == "sum":
         return _box_sums(fmap, cells)
-    out = np.empty((cells.shape[0], fmap.shape[0]), np.float32)
-    for i, (c0, r0, c1, r1) in enumerate(cells):
-        out[i] = fmap[:, r0:r1, c0:c1].reshape(fmap.shape[0], -1).max(axis=1)
-    return out
+    # proposals quantised to cells repeat (300 boxes on a 10 x 8 map): pool each cell range
+    # once, on a cells-major copy so that every region is a contiguous block of channels
+    unique, inverse = np.unique(cells, axis=0, return_inverse=True)
+    hwc = np.ascontiguousarray(fmap.transpose(1, 2, 0))
+    out = np.empty((unique.shape[0], fmap.shape[0]), np.float32)
+    for i, (c0, r0, c1, r1) in enumerate(unique):
+        out[i] = hwc[r0:r1, c0:c1].reshape(-1, fmap.shape[0]).max(axis=0)
+    return out[inverse.reshape(-1)]
 
 
 class Postprocess:
