@@ -192,3 +192,15 @@ def test_decoder_resume_with_other_settings_is_refused_unless_forced(data, tmp_p
         data, cfg, TrainConfig(out_dir=out, monitor="val_ppl", lr=5e-4, **tiny), resume="force"
     )
     assert decoder.config.vocab_size == len(data.word_vocab)
+
+
+def test_packaged_generation_configs_are_typed_and_checked():
+    from beyondvis.recipes.generation.config import DecoderSizes
+    from beyondvis.recipes.generation.experiment import load_generation_config
+
+    cfg = load_generation_config("generation/cook_cpu_stage3")
+    assert isinstance(cfg.decoder, DecoderSizes) and cfg.decoder.num_layers == 3
+    assert cfg.decoder_weak_per_dish == 150 and cfg.train_decoder.scheduler == "cosine"
+    for bad in ("decoder.dropout=2", "decoder.num_heads=7"):
+        with pytest.raises(ValueError, match="decoder"):
+            load_generation_config("generation/cook_cpu", [bad])

@@ -52,6 +52,34 @@ class SpecialTokens:
 
 
 @dataclass
+class DecoderSizes:
+    """The sizes a run config sets for the decoder (``decoder:`` in configs/generation/*.yaml);
+    the vocabulary, special ids and image channels come from the data (``decoder_config``)."""
+
+    d_model: int = 256
+    num_layers: int = 4
+    num_heads: int = 8
+    ffn_dim: int = 1024
+    dropout: float = 0.3
+    max_len: int = 150
+    tie_embeddings: bool = True
+
+    def __post_init__(self) -> None:
+        for name in ("d_model", "num_layers", "num_heads", "ffn_dim", "max_len"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"decoder.{name} must be >= 1, got {getattr(self, name)}")
+        if self.d_model % self.num_heads:
+            raise ValueError(
+                f"decoder.d_model ({self.d_model}) must be a multiple of decoder.num_heads "
+                f"({self.num_heads})"
+            )
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"decoder.dropout must be in [0, 1), got {self.dropout}")
+        if self.max_len < 2:
+            raise ValueError(f"decoder.max_len must be >= 2, got {self.max_len}")
+
+
+@dataclass
 class DecoderConfig:
     """Sizes of the instruction decoder. Defaults are the thesis setting (Section 9.2.2).
 

@@ -11,6 +11,7 @@ import torch
 
 from beyondvis.engine import TrainConfig, load_config
 from beyondvis.recipes.generation.bundle import build_retrieval, save_bundle
+from beyondvis.recipes.generation.config import DecoderSizes
 from beyondvis.recipes.generation.data import GenData, add_dish_words, build_data
 from beyondvis.recipes.generation.training import (
     decoder_config,
@@ -46,16 +47,7 @@ class GenerationConfig:
             epochs=30, batch_size=16, lr=1e-3, monitor="val_iou", monitor_mode="max"
         )
     )
-    decoder: dict[str, Any] = dataclasses.field(
-        default_factory=lambda: {
-            "d_model": 256,
-            "num_layers": 4,
-            "num_heads": 8,
-            "ffn_dim": 1024,
-            "dropout": 0.3,
-            "max_len": 150,
-        }
-    )
+    decoder: DecoderSizes = dataclasses.field(default_factory=DecoderSizes)
     fusion: str = "concat"
     conditions: list[str] = dataclasses.field(default_factory=lambda: ["image", "ingredients"])
     label_smoothing: float = 0.1
@@ -96,7 +88,7 @@ def load_data(cfg: GenerationConfig) -> GenData:
         cfg.prepared_dir,
         cfg.data_root or None,
         cache,
-        cfg.decoder.get("max_len", 150),
+        cfg.decoder.max_len,
         cfg.image_size,
         food101_root=cfg.food101_root or None,
     )
@@ -233,9 +225,7 @@ def load_prepared_only(cfg: GenerationConfig) -> GenData:
     """Recipes and vocabularies without photo features (enough for exporting)."""
     if not cfg.prepared_dir:
         raise ValueError("prepared_dir is not set (the output folder of `recipes prepare`)")
-    data = build_data(
-        cfg.prepared_dir, None, cfg.cache_dir or cfg.out_dir, cfg.decoder.get("max_len", 150)
-    )
+    data = build_data(cfg.prepared_dir, None, cfg.cache_dir or cfg.out_dir, cfg.decoder.max_len)
     if cfg.food101_root:  # the same vocabulary the decoder was trained on
         add_dish_words(data.word_vocab, cfg.food101_root)
     return data

@@ -16,6 +16,7 @@ import dataclasses
 import logging
 import math
 import random
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,13 @@ from torch import Tensor, nn
 from torch.utils.data import Dataset
 
 from beyondvis.engine import TrainConfig, Trainer, load_checkpoint, seed_everything
-from beyondvis.recipes.generation.config import IMAGE, INGREDIENTS, DecoderConfig, SpecialTokens
+from beyondvis.recipes.generation.config import (
+    IMAGE,
+    INGREDIENTS,
+    DecoderConfig,
+    DecoderSizes,
+    SpecialTokens,
+)
 from beyondvis.recipes.generation.data import MAX_INGREDIENTS, GenData, GenRecipe
 from beyondvis.recipes.generation.decoder import InstructionDecoder, sequence_nll
 from beyondvis.recipes.generation.fusion import Condition
@@ -189,8 +196,14 @@ def train_ingredients(
 
 # ------------------------------------------------------------------------------ stage 2
 def decoder_config(
-    data: GenData, sizes: dict[str, Any], fusion: str, conditions: tuple[str, ...]
+    data: GenData,
+    sizes: DecoderSizes | Mapping[str, Any],
+    fusion: str,
+    conditions: tuple[str, ...],
 ) -> DecoderConfig:
+    """The decoder of a run: ``sizes`` from its config, vocabularies and channels from ``data``."""
+    if isinstance(sizes, DecoderSizes):
+        sizes = dataclasses.asdict(sizes)
     n = len(data.ingredient_vocab)
     return DecoderConfig(
         vocab_size=len(data.word_vocab),
