@@ -117,16 +117,12 @@ def _iter_json_array(path: Path, report: ReadReport) -> Iterator[Any]:
                 continue
             try:
                 value, end = decoder.raw_decode(buf, pos)
-            except RecursionError:
-                report.skip(f"{path.name}[{index}]", "JSON nested too deeply")
-                index += 1
-                match = _RECORD_START.search(buf, pos + 1)
-                if match is None:
-                    return
-                pos = match.start()
-                continue
-            except json.JSONDecodeError as exc:
-                if not eof and len(buf) - pos < 64 * _CHUNK:
+            except (RecursionError, json.JSONDecodeError) as exc:
+                if (
+                    isinstance(exc, json.JSONDecodeError)
+                    and not eof
+                    and len(buf) - pos < 64 * _CHUNK
+                ):
                     # The element may simply be longer than the buffer: read more and retry.
                     more = fh.read(_CHUNK * 4)
                     if more:
@@ -134,7 +130,12 @@ def _iter_json_array(path: Path, report: ReadReport) -> Iterator[Any]:
                         pos = 0
                         continue
                     eof = True
-                report.skip(f"{path.name}[{index}]", f"invalid JSON: {exc.msg}")
+                reason = (
+                    f"invalid JSON: {exc.msg}"
+                    if isinstance(exc, json.JSONDecodeError)
+                    else "JSON nested too deeply"
+                )
+                report.skip(f"{path.name}[{index}]", reason)
                 index += 1
                 match = _RECORD_START.search(buf, pos + 1)
                 if match is None:
