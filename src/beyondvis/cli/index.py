@@ -47,6 +47,7 @@ def register(subparsers) -> None:
     _add_config_args(b)
     _add_workers(b)
     add_device_argument(b)
+    _frcnn().add_build_args(b)
     b.set_defaults(func=_quietly(cmd_build))
 
     t = sub.add_parser(
@@ -98,6 +99,7 @@ def register(subparsers) -> None:
     _add_max_words(e)
     _add_rerank_args(e)
     e.add_argument("--json-out", type=Path, help="also write the numbers as JSON")
+    _frcnn().add_evaluate_args(e)
     e.add_argument(
         "--codebook",
         choices=["fitted", "generic"],
@@ -145,10 +147,19 @@ def register(subparsers) -> None:
     s.add_argument(
         "--grid", type=Path, help=f"PNG grid of the top results (at most {GRID_MAX}) with boxes"
     )
+    _frcnn().add_search_args(s)
     _add_threads(s)
     add_device_argument(s)
     s.set_defaults(func=_quietly(cmd_search))
     p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
+
+
+def _frcnn():
+    # --method frcnn (thesis ch. 3) lives in beyondvis.retrieval.detector; its CLI module
+    # imports no torch, so building the parsers stays instant
+    from beyondvis.retrieval.detector import cli
+
+    return cli
 
 
 def _add_threads(p: argparse.ArgumentParser) -> None:
@@ -360,6 +371,8 @@ def cmd_build(args) -> int:
 
     _set_threads(args)
     photos = _photos(args.photos)
+    if args.method == "frcnn":
+        return _frcnn().cmd_build(args, photos, _locked, _device(args))
     if (args.out / MANIFEST).exists():
         raise CLIError(f"{args.out} already holds an index; use `index add` or another --out")
     if args.shard:
@@ -449,6 +462,8 @@ def cmd_add(args) -> int:
 
     _set_threads(args)
     photos = _photos(args.photos)
+    if _frcnn().is_frcnn_index(args.index):
+        return _frcnn().cmd_add(args, photos, _locked, _device(args))
     index = _guard(lambda: BLCFIndex.load(args.index, device=_device(args)))
     before = len(index)
     with _locked(args.index):
@@ -488,6 +503,8 @@ def cmd_merge(args) -> int:
 def cmd_info(args) -> int:
     from beyondvis.retrieval import read_manifest
 
+    if _frcnn().is_frcnn_index(args.index):
+        return _frcnn().cmd_info(args)
     manifest = _guard(lambda: read_manifest(args.index))
     print_json(manifest)
     return 0
@@ -513,6 +530,8 @@ def cmd_search(args) -> int:
 
     if args.top < 0:
         raise CLIError(f"--top wants 0 (all) or a positive count, got {args.top}")
+    if _frcnn().is_frcnn_index(args.index):
+        return _frcnn().cmd_search(args, _parse_box, _device(args))
     index = _guard(lambda: BLCFIndex.load(args.index, device=_device(args)))
     if args.backbone:
         _guard(lambda: index.check_backbone(args.backbone))
@@ -591,6 +610,8 @@ def cmd_evaluate(args) -> int:
     import time
 
     _set_threads(args)
+    if args.method == "frcnn":
+        return _frcnn().cmd_evaluate(args, _device(args))
 
     from beyondvis import resolve_device
     from beyondvis.data import GroundTruthError

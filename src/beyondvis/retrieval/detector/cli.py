@@ -1,0 +1,272 @@
+"""``beyondvis index ... --method frcnn``: the detector index behind the BLCF index commands.
+
+``beyondvis.cli.index`` adds these options to its parsers and hands frcnn builds, and searches,
+additions, info and evaluations of frcnn indexes, to the handlers here. Nothing at import time
+loads torch, so ``--help`` stays instant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+from beyondvis.cli.common import CLIError, print_json
+
+FORMAT = "beyondvis-frcnn-index"
+
+
+def is_frcnn_index(folder: Path) -> bool:
+    """Whether ``folder`` holds a detector index (reads only its manifest: no torch)."""
+    try:
+        manifest = json.loads((Path(folder) / "manifest.json").read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return False
+    return isinstance(manifest, dict) and manifest.get("format") == FORMAT
+
+
+def add_build_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--method",
+        choices=["blcf", "frcnn"],
+        default="blcf",
+        help="blcf: bags of local convolutional features (thesis ch. 2); frcnn: Faster R-CNN "
+        "image- and region-wise features with spatial reranking (ch. 3)",
+    )
+    g = p.add_argument_group("frcnn (--method frcnn)")
+    g.add_argument(
+        "--queries",
+        type=Path,
+        help="Oxford-format folder (gt_files/ + query photos) whose query objects the "
+        "detector is fine-tuned on (needs --finetune)",
+    )
+    g.add_argument(
+        "--finetune",
+        choices=["fc", "all"],
+        help="fine-tune on --queries: fc = classifier head only (FT_fc), all = every layer "
+        "after the first two conv blocks, RPN included (FT_all); enables CS-SR",
+    )
+    g.add_argument("--epochs", type=int, default=8, help="fine-tuning passes over the queries")
+    g.add_argument("--proposals", type=int, default=300, help="RPN proposals kept per photo")
+    g.add_argument(
+        "--detector-weights",
+        type=Path,
+        help="detection checkpoint (state dict) of this architecture to start from "
+        "(default: ImageNet backbone, untrained RPN and box head)",
+    )
+
+
+def add_search_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("frcnn indexes")
+    g.add_argument(
+        "--sr",
+        choices=["ca", "cs"],
+        help="spatial reranking: ca = best proposal by RPA cosine (CA-SR), cs = by the "
+        "fine-tuned class score (CS-SR) (default: cs when fine-tuned, else ca)",
+    )
+    g.add_argument("--ipa", choices=["sum", "max"], default="sum", help="filtering pooling")
+    g.add_argument("--rpa", choices=["sum", "max"], default="max", help="CA-SR region pooling")
+    g.add_argument(
+        "--query-class", help="CS-SR class (a query name; default: the query box's best class)"
+    )
+
+
+def add_evaluate_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--method",
+        choices=["blcf", "frcnn"],
+        default="blcf",
+        help="frcnn: the detector tables (sum vs max, CA-SR vs CS-SR, FT_fc vs FT_all, QE)",
+    )
+    g = p.add_argument_group("frcnn (--method frcnn)")
+    g.add_argument("--proposals", type=int, default=300, help="RPN proposals kept per photo")
+    g.add_argument("--epochs", type=int, default=8, help="fine-tuning passes over the queries")
+    g.add_argument(
+        "--networks",
+        default="off-the-shelf,FT_fc,FT_all",
+        help="comma list of networks to build and evaluate",
+    )
+
+
+def _detector_config(args):
+    from beyondvis.retrieval.detector import DetectorConfig
+
+    kw = {"proposals": args.proposals}
+    for attr in ("backbone", "level", "max_side"):
+        if getattr(args, attr, None) is not None:
+            kw[attr] = getattr(args, attr)
+    weights = getattr(args, "detector_weights", None)
+    if weights is not None:
+        kw["weights"] = str(weights)
+    try:
+        return DetectorConfig(**kw)
+    except ValueError as exc:
+        raise CLIError(str(exc)) from None
+
+
+def _errors():
+    from beyondvis.backbones import WeightsNotFoundError
+    from beyondvis.retrieval.index import IndexFormatError
+
+    return (IndexFormatError, WeightsNotFoundError, ValueError, FileNotFoundError)
+
+
+def cmd_build(args, photos: list[Path], locked, device: str) -> int:
+    from beyondvis.retrieval.detector import DetectorIndex, FinetuneConfig, queries_from_gt
+
+    if (args.out / "manifest.json").exists():
+        raise CLIError(f"{args.out} already holds an index; use `index add` or another --out")
+    if (args.finetune is None) != (args.queries is None):
+        raise CLIError("--finetune and --queries go together (fine-tuning needs the queries)")
+    t0 = time.perf_counter()
+    try:
+        queries = queries_from_gt(args.queries) if args.queries else None
+        index = DetectorIndex(_detector_config(args), device=device)
+        ft = None
+        if args.finetune:
+            ft = FinetuneConfig(mode=args.finetune, epochs=args.epochs)
+        with locked(args.out):
+            index.train(photos, queries, ft, work_dir=args.out / "work", progress=True)
+            index.add(photos, progress=True)
+            index.save(args.out)
+    except _errors() as exc:
+        raise CLIError(str(exc).splitlines()[0]) from None
+    tuned = f", fine-tuned ({args.finetune}) on {len(index.classes)} query objects" if ft else ""
+    print(
+        f"indexed {len(index)} image(s) into {args.out} (frcnn{tuned}) in "
+        f"{time.perf_counter() - t0:.0f}s; skipped {len(index.skipped)} unreadable"
+    )
+    return 0
+
+
+def cmd_add(args, photos: list[Path], locked, device: str) -> int:
+    from beyondvis.retrieval.detector import DetectorIndex
+
+    try:
+        index = DetectorIndex.load(args.index, device=device)
+        before = len(index)
+        with locked(args.index):
+            skipped = index.add(photos, progress=True)
+            index.save(args.index)
+    except _errors() as exc:
+        raise CLIError(str(exc).splitlines()[0]) from None
+    print(
+        f"added {len(index) - before} image(s); the index now holds {len(index)}; "
+        f"skipped {len(skipped)} unreadable"
+    )
+    return 0
+
+
+def cmd_info(args) -> int:
+    from beyondvis.retrieval.detector import read_detector_manifest
+
+    try:
+        print_json(read_detector_manifest(args.index))
+    except _errors() as exc:
+        raise CLIError(str(exc)) from None
+    return 0
+
+
+def cmd_search(args, parse_box, device: str) -> int:
+    from beyondvis.io import ImageLoadError, load_image
+    from beyondvis.retrieval.detector import DetectorIndex, DetectorSearchConfig
+
+    try:
+        image = load_image(args.query)
+    except ImageLoadError as exc:
+        raise CLIError(str(exc)) from None
+    box = parse_box(args.box) if args.box else None
+    if box is not None:
+        w, h = image.size
+        box = (max(box[0], 0), max(box[1], 0), min(box[2], w), min(box[3], h))
+        if not (box[2] > box[0] and box[3] > box[1]):
+            raise CLIError(f"--box lies outside the {w}x{h} query image")
+    if args.mask is not None:
+        raise CLIError("frcnn indexes take a --box, not a --mask")
+    if args.qe not in (None, "gqe"):
+        raise CLIError("frcnn indexes expand the query with whole-photo IPA vectors: --qe gqe")
+    try:
+        index = DetectorIndex.load(args.index, device=device)
+        sr = None if args.no_rerank else (args.sr or ("cs" if index.classes else "ca"))
+        cfg = DetectorSearchConfig(
+            ipa=args.ipa,
+            rpa=args.rpa,
+            rerank=sr,
+            top_k=args.rerank_top,
+            qe_top=args.qe_top if args.qe else 0,
+        )
+        hits = index.search(image, box=box, k=args.top, config=cfg, query_class=args.query_class)
+    except _errors() as exc:
+        raise CLIError(str(exc).splitlines()[0]) from None
+    results = [h.as_dict() for h in hits]
+    if args.grid:
+        from beyondvis.retrieval import render_grid
+
+        render_grid(str(args.query), box, results[:60], args.grid)
+    if args.html:
+        from beyondvis.retrieval import render_html
+
+        render_html(str(args.query), box, results, args.html)
+    if args.json:
+        print_json({"format": "beyondvis-frcnn-results", "format_version": 1, "results": results})
+    else:
+        for k, r in enumerate(results, 1):
+            box_text = "" if r["box"] is None else "  box " + ",".join(f"{v:.0f}" for v in r["box"])
+            print(f"{k:3d}  {r['score']:.4f}  {r['image']}{box_text}")
+    return 0
+
+
+def _markdown(rows: list[dict], columns: list[str]) -> str:
+    def cell(v):
+        if v is None:
+            return "-"
+        return f"{v:.3f}" if isinstance(v, float) and abs(v) < 100 else str(v)
+
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(cell(r.get(c)) for c in columns) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def cmd_evaluate(args, device: str) -> int:
+    from beyondvis.retrieval.detector import DetectorBenchmark, FinetuneConfig
+    from beyondvis.retrieval.detector.benchmark import NETWORKS, detector_tables
+    from beyondvis.utils import atomic_write_json
+
+    networks = tuple(n.strip() for n in args.networks.split(",") if n.strip())
+    unknown = sorted(set(networks) - set(NETWORKS))
+    if unknown:
+        raise CLIError(f"unknown network(s) {unknown}; choose from {', '.join(NETWORKS)}")
+    tables = {t.strip() for t in args.tables.split(",")} & {"stages", "pooling", "cost"}
+    if not tables:
+        tables = {"pooling", "stages", "cost"}
+    try:
+        bench = DetectorBenchmark(
+            args.dataset, _detector_config(args), Path(args.cache) / "frcnn", device,
+            FinetuneConfig(epochs=args.epochs),
+        )  # fmt: skip
+        if "pooling" in tables and "off-the-shelf" not in networks:
+            tables.discard("pooling")
+        out = detector_tables(bench, tables, networks)
+    except _errors() as exc:
+        raise CLIError(str(exc).splitlines()[0]) from None
+    print(f"{len(bench.photos)} database images, {len(bench.queries)} queries")
+    if "pooling" in out:
+        print("\nSum vs max pooling, off the shelf (mAP)")
+        print(_markdown(out["pooling"], ["filtering", "reranking", "map"]))
+    if "stages" in out:
+        print("\nReranking and query expansion (mAP; IPA-sum filtering, CA-SR with RPA-max)")
+        print(_markdown(out["stages"], ["stage", *networks]))
+    if "cost" in out:
+        print("\nCost")
+        cols = ["method", "map", "bytes_per_image", "model_bytes", "query_seconds",
+                "build_seconds"]  # fmt: skip
+        print(_markdown(out["cost"], cols))
+    if args.json_out:
+        atomic_write_json(
+            args.json_out,
+            {"format": "beyondvis-frcnn-evaluation", "format_version": 1,
+             "config": bench.config.to_dict(), "database_images": len(bench.photos),
+             "queries": len(bench.queries), **out},
+        )  # fmt: skip
+    return 0
