@@ -101,13 +101,9 @@ class EncoderConfig:
 
 
 @dataclasses.dataclass
-class LossConfig:
-    """Weights (thesis: alpha 10, lambda 0.1, gamma 0.1 CVPPP / 0.5 VOC) and when each starts."""
+class LossConfig(LossWeights):
+    """The loss weights (``LossWeights``: mask, box, cls, stop) and the epoch each term starts."""
 
-    mask: float = 1.0
-    box: float = 10.0
-    cls: float = 0.1
-    stop: float = 0.1
     box_from_epoch: int = 0
     cls_from_epoch: int = 0  # thesis: after 20 epochs of L_m + alpha L_b
     stop_from_epoch: int = 1  # thesis: once L_m + L_b + L_c converged
