@@ -6,6 +6,7 @@ import argparse
 from typing import TYPE_CHECKING
 
 from beyondvis.cli.common import CLIError, add_device_argument, print_json
+from beyondvis.validation import positive_int
 
 if TYPE_CHECKING:
     import torch
@@ -24,7 +25,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("image", metavar="IMAGE", help="image file (any format Pillow reads)")
     parser.add_argument(
-        "--top", type=int, default=5, metavar="K", help="classes to show (default 5)"
+        "--top", type=positive_int, default=5, metavar="K", help="classes to show (default 5)"
     )
     parser.add_argument("--json", action="store_true", help="print {'predictions': [...]} as JSON")
     parser.add_argument(

@@ -9,6 +9,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from beyondvis.validation import device_choice
+from beyondvis.validation import positive_int as positive_int
+
 
 class CLIError(Exception):
     """A user-facing error: printed as ``error: ...`` without a traceback."""
@@ -21,8 +24,10 @@ class CLIError(Exception):
 def add_device_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--device",
+        type=device_choice,
         default="auto",
-        help="where to run: auto (CUDA when present, else CPU), cpu, cuda, cuda:N",
+        help="where to run: auto (CUDA when present, else CPU), cpu, cuda, cuda:N "
+        "(default: %(default)s)",
     )
 
 
@@ -165,17 +170,6 @@ def _holds_run(folder: Path) -> bool:
 
 
 # ------------------------------------------------------------------------------ threads
-def positive_int(value: str) -> int:
-    """argparse type: an integer >= 1 (a clear message for 0, -1 or ``two``)."""
-    try:
-        number = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a whole number >= 1, got {value!r}") from None
-    if number < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {number}")
-    return number
-
-
 def add_threads_argument(
     parser: argparse.ArgumentParser, default: int | None = None, what: str = ""
 ) -> None:

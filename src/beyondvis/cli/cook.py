@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from beyondvis.cli.common import CLIError
+from beyondvis.validation import device_choice
 
 COOK_JSON_FORMAT = 1
 RUNTIMES = ("auto", "onnxruntime", "torch")
@@ -107,6 +108,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--device",
+        type=device_choice,
         default="auto",
         help="PyTorch path: auto (CUDA when present, else CPU), cpu, cuda, cuda:N; "
         "ONNX Runtime runs on the CPU (default: %(default)s)",

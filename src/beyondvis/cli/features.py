@@ -11,6 +11,7 @@ import argparse
 from pathlib import Path
 
 from beyondvis.cli.common import CLIError, add_device_argument, print_json
+from beyondvis.validation import non_negative_int, positive_int
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -42,9 +43,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default="pooled",
         help="pooled vector (default) or the last feature map (B, C, H/32, W/32)",
     )
-    cache.add_argument("--size", type=int, help="input size (default: the backbone's own)")
-    cache.add_argument("--batch-size", type=int, default=32, help="images per forward pass")
-    cache.add_argument("--workers", type=int, default=0, help="DataLoader worker processes")
+    cache.add_argument(
+        "--size", type=positive_int, help="input size in pixels (default: the backbone's own)"
+    )
+    cache.add_argument(
+        "--batch-size", type=positive_int, default=32, help="images per forward pass (default: 32)"
+    )
+    cache.add_argument(
+        "--workers",
+        type=non_negative_int,
+        default=0,
+        help="DataLoader worker processes (default: 0, in the main process)",
+    )
     cache.add_argument(
         "--dtype",
         choices=("float32", "float16"),
@@ -86,6 +96,11 @@ def run_cache(args: argparse.Namespace) -> int:
         raise CLIError(f"unknown backbone {args.backbone!r}; choose from {list_backbones()}")
     if args.batch_size < 1:
         raise CLIError("--batch-size must be at least 1")
+    from beyondvis.validation import check_image_memory, check_writable
+
+    if args.size:  # before any image is read: --size 100000 ran out of memory at 22 GB
+        check_image_memory(args.size, args.batch_size)
+    check_writable(args.out, "cache folder")
     root = Path(args.images)
     if not root.exists():
         raise CLIError(f"no such file or folder: {root}")

@@ -18,6 +18,7 @@ from beyondvis.cli.common import (
     load_cli_config,
     print_json,
 )
+from beyondvis.validation import non_negative_int, positive_float, positive_int
 
 log = logging.getLogger(__name__)
 GRID_MAX = 60  # thumbnails in a --grid, whatever --top says
@@ -134,7 +135,12 @@ def register(subparsers) -> None:
     _add_rerank_args(s)
     s.add_argument("--augment", action="store_true", help="add flipped + zoomed-crop views")
     s.add_argument("--backbone", help="fail unless the index was built with this backbone")
-    s.add_argument("--top", type=int, default=20, help="results to return; 0 = the whole ranking")
+    s.add_argument(
+        "--top",
+        type=non_negative_int,
+        default=20,
+        help="results to return; 0 = the whole ranking (default: 20)",
+    )
     s.add_argument(
         "--unmatched",
         action="store_true",
@@ -169,7 +175,7 @@ def _add_threads(p: argparse.ArgumentParser) -> None:
 def _add_max_words(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--max-words",
-        type=int,
+        type=non_negative_int,
         default=100,
         help="query words looked up in the inverted index, those of largest tf-idf weight "
         "(0 = all; reranking uses all) (default: 100)",
@@ -179,7 +185,7 @@ def _add_max_words(p: argparse.ArgumentParser) -> None:
 def _add_workers(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--workers",
-        type=int,
+        type=non_negative_int,
         default=2,
         help="threads decoding and resizing photos ahead of the backbone (0 = none)",
     )
@@ -187,7 +193,10 @@ def _add_workers(p: argparse.ArgumentParser) -> None:
 
 def _add_rerank_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
-        "--rerank-top", type=int, default=100, help="top photos rescored by local reranking"
+        "--rerank-top",
+        type=non_negative_int,
+        default=100,
+        help="top photos rescored by local reranking",
     )
     p.add_argument(
         "--no-aspect-filter",
@@ -201,7 +210,10 @@ def _add_rerank_args(p: argparse.ArgumentParser) -> None:
         help="score reranking windows by one BoW instead of a 2-level spatial pyramid",
     )
     p.add_argument(
-        "--qe-top", type=int, default=10, help="top photos averaged into the expanded query"
+        "--qe-top",
+        type=positive_int,
+        default=10,
+        help="top photos averaged into the expanded query",
     )
 
 
@@ -235,21 +247,29 @@ def _add_config_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--level", type=int, help="forward_features level: 3 = stride 16 (default), 4 = stride 32"
     )
-    p.add_argument("--scale", type=float, help="input rescaling factor (default: 1.0)")
+    p.add_argument("--scale", type=positive_float, help="input rescaling factor (default: 1.0)")
     p.add_argument(
-        "--max-side", type=int, help="cap on the rescaled long side in pixels (default: 384)"
+        "--max-side",
+        type=positive_int,
+        help="cap on the rescaled long side in pixels (default: 384)",
     )
     p.add_argument("--no-upsample", action="store_true", help="do not upsample the feature maps 2x")
-    p.add_argument("--codebook-size", type=int, help="visual words to fit (default: 8192)")
-    p.add_argument("--pca-dim", type=int, help="keep this many whitened dimensions (default: all)")
+    p.add_argument("--codebook-size", type=positive_int, help="visual words to fit (default: 8192)")
     p.add_argument(
-        "--sample-images", type=int, help="photos whose features fit the codebook (default: 500)"
+        "--pca-dim", type=positive_int, help="keep this many whitened dimensions (default: all)"
+    )
+    p.add_argument(
+        "--sample-images",
+        type=positive_int,
+        help="photos whose features fit the codebook (default: 500)",
     )
     p.add_argument(
         "--no-centre-prior", action="store_true", help="weight all cells alike in the BoWs"
     )
     p.add_argument(
-        "--chunk-size", type=int, help="photos per checkpointed chunk of a build (default: 64)"
+        "--chunk-size",
+        type=positive_int,
+        help="photos per checkpointed chunk of a build (default: 64)",
     )
 
 

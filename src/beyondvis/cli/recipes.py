@@ -28,6 +28,7 @@ from beyondvis.cli.common import (
     load_cli_config,
     print_json,
 )
+from beyondvis.validation import positive_int
 
 DEFAULT_BUNDLE = Path(__file__).resolve().parent.parent / "assets" / "recipes" / "retrieval"
 
@@ -141,7 +142,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=str(DEFAULT_BUNDLE),
         help="folder from 'recipes index' (default: the bundle shipped in the package)",
     )
-    p.add_argument("--top", type=int, default=5, help="results to show")
+    p.add_argument("--top", type=positive_int, default=5, help="results to show (default: 5)")
     p.add_argument("--json", action="store_true", help="print the query and results as JSON")
     add_device_argument(p)
     p.set_defaults(func=_search)
@@ -173,7 +174,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default="recipes",
         help="embeddings to compute with and search: recipes or photos",
     )
-    p.add_argument("--top", type=int, default=5, help="results to show")
+    p.add_argument("--top", type=positive_int, default=5, help="results to show (default: 5)")
     p.add_argument("--json", action="store_true", help="print the phrases and results as JSON")
     p.set_defaults(func=_arithmetic)
 

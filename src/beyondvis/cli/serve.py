@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 from beyondvis.cli.common import CLIError
+from beyondvis.validation import device_choice
 
 
 def _positive(kind):
@@ -112,6 +113,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--device",
+        type=device_choice,
         default="auto",
         help="where the models run: auto (CUDA when present, else CPU), cpu, cuda, cuda:N "
         "(default: auto)",

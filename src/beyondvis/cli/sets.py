@@ -19,6 +19,7 @@ from beyondvis.cli.common import (
     resume_mode,
     resume_refusal,
 )
+from beyondvis.validation import device_choice
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +59,9 @@ def register(subparsers) -> None:
         choices=["train", "val", "test", "all"],
         help="split to score (default: test; with --root: all images of the folder)",
     )
-    e.add_argument("--device", default="cpu", help="cpu | cuda | auto (default: cpu)")
+    e.add_argument(
+        "--device", type=device_choice, default="cpu", help="cpu | cuda | auto (default: cpu)"
+    )
     e.add_argument("--json", action="store_true", help="print the metrics as JSON")
     e.add_argument("--plot", type=Path, help="write the I-F1 vs cardinality plot (PNG/PDF)")
     add_threads_argument(e)
@@ -93,7 +96,9 @@ def register(subparsers) -> None:
         "--spec", required=True, help="table YAML (base, models, seeds, probe) or packaged name"
     )
     m.add_argument("--models", help="comma list: only these models of the spec ('probe' too)")
-    m.add_argument("--device", help="override train.device (default: the configs' choice)")
+    m.add_argument(
+        "--device", type=device_choice, help="override train.device (default: the configs' choice)"
+    )
     m.add_argument(
         "--seeds", help="comma list: only these seeds of the spec (default: all of them)"
     )

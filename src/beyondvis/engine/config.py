@@ -136,7 +136,18 @@ def load_config(
         raise ConfigError(f"cannot load a config from {type(source).__name__}")
     for override in overrides or ():
         _apply_override(data, override, cls)
-    return _interpolate(_build(cls, data, prefix=""))
+    return _validate(_interpolate(_build(cls, data, prefix="")))
+
+
+def _validate(config: T) -> T:
+    # The one range check of every system's config (dropout, fractions, lr, sizes, finite
+    # floats), by field name: beyondvis.validation.RULES.
+    from beyondvis.validation import ValidationError, check_config
+
+    try:
+        return check_config(config)
+    except ValidationError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def resolve_config(

@@ -64,6 +64,8 @@ from beyondvis.sets.models import SET_MODELS, FeedForwardSet, PredictorConfig, S
 log = logging.getLogger(__name__)
 
 METRIC_KEYS = ("o_f1", "c_f1", "i_f1", "iou", "card_err")
+# what train.monitor may name: the epoch rows hold train_loss and eval_fn's val_* scores
+MONITOR_KEYS = ("train_loss", *(f"val_{k}" for k in METRIC_KEYS))
 RESIZE_MODES = ("crop", "full")
 EVAL_FORMAT = "beyondvis.sets.eval/1"
 
@@ -139,6 +141,13 @@ class SetsConfig:
             out_dir="runs/sets/default", monitor="val_o_f1", monitor_mode="max", progress=False
         )
     )
+
+    def __post_init__(self) -> None:
+        # The metric names are known before training: a typo such as val_nothing used to fail
+        # only after the first epoch, at the first evaluation.
+        from beyondvis.validation import check_choice
+
+        check_choice("train.monitor", self.train.monitor, MONITOR_KEYS)
 
 
 def resolve_config(source: Any, relative_to: str | os.PathLike | None = None) -> Any:
@@ -314,6 +323,7 @@ def prepare(
     splits = splits or (reuse.splits if reuse is not None else read_splits(cfg.data))
     if not splits.train:
         raise ValueError("the training split is empty")
+    _check_images(splits)
     largest = max(len(r.labels) for r in splits.train)
     max_set = cfg.data.max_set_size or max(largest, 1)
     labels = LabelEncoder(splits.vocab, max_set)
@@ -382,6 +392,24 @@ def prepare(
     pool = cfg.encoder.pool_features and not cfg.encoder.finetune
     model = ImageToSet(predictor, encoder_module, pool=pool)
     return Prepared(cfg, splits, labels, datasets, model, feature_dim)
+
+
+def _check_images(splits: SetSplits) -> None:
+    """Refuse a dataset whose training images are all missing before any caching starts.
+
+    An empty image folder next to a label file gave a traceback deep in feature caching
+    ("every item of the dataset failed to load"); single missing files are skipped and
+    reported by the cache as before.
+    """
+    from beyondvis.validation import ValidationError
+
+    if any(Path(r.image).is_file() for r in splits.train):
+        return
+    folder = Path(splits.train[0].image).parent
+    raise ValidationError(
+        f"none of the {len(splits.train)} training images exists (e.g. {splits.train[0].image}); "
+        f"is {folder} the dataset's image folder?"
+    )
 
 
 def _top_blocks(cfg: EncoderConfig, backbone: Any = None) -> nn.Module | None:

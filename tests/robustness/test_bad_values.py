@@ -1,0 +1,173 @@
+"""Bad command-line and config values: a one-line error before any work starts.
+
+Each of these was accepted (and crashed later with a traceback, or ran out of memory) before
+the one validation layer (beyondvis.validation: argparse types + config rules by field name).
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import pytest
+
+from beyondvis.cli.main import main
+from beyondvis.validation import (
+    ValidationError,
+    check_image_memory,
+    check_writable,
+    device_choice,
+    non_negative_int,
+    positive_float,
+    positive_int,
+)
+
+
+def _usage_error(capsys, argv, fragment):
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert fragment in err and "Traceback" not in err
+    return err
+
+
+@pytest.mark.parametrize(
+    "argv, fragment",
+    [
+        (["index", "search", "IDX", "q.jpg", "--device", "banana"], "--device: must be one of"),
+        (["classify", "q.jpg", "--device", "cuda:x"], "--device: must be one of"),
+        (["sets", "eval", "--checkpoint", "x.pt", "--device", "gpu"], "--device: must be one of"),
+        (["index", "build", "P", "--out", "O", "--threads", "-1"], "--threads: must be >= 1"),
+        (["index", "build", "P", "--out", "O", "--threads", "0"], "--threads: must be >= 1"),
+        (["index", "search", "IDX", "q.jpg", "--top", "-1"], "--top: must be >= 0"),
+        (["index", "build", "P", "--out", "O", "--scale", "0"], "--scale: must be > 0"),
+        (["index", "build", "P", "--out", "O", "--scale", "-1"], "--scale: must be > 0"),
+        (["index", "build", "P", "--out", "O", "--scale", "nan"], "--scale: must be a finite"),
+        (["index", "build", "P", "--out", "O", "--pca-dim", "0"], "--pca-dim: must be >= 1"),
+        (["index", "build", "P", "--out", "O", "--codebook-size", "big"], "must be a whole number"),
+        (["index", "build", "P", "--out", "O", "--codebook-size", "-3"], "must be >= 1"),
+        (["features", "cache", "I", "O", "--size", "0"], "--size: must be >= 1"),
+        (["features", "cache", "I", "O", "--batch-size", "0"], "--batch-size: must be >= 1"),
+        (["recipes", "search", "eggs", "--top", "-1"], "--top: must be >= 1"),
+    ],
+)
+def test_bad_cli_values_are_usage_errors(capsys, argv, fragment):
+    _usage_error(capsys, argv, fragment)
+
+
+def test_top_zero_still_means_the_whole_ranking():
+    assert non_negative_int("0") == 0
+    assert device_choice("CUDA:1") == "cuda:1" and device_choice("auto") == "auto"
+    assert positive_int("3") == 3 and positive_float("0.5") == 0.5
+    for bad in ("inf", "-inf", "nan", "0", "-2", "x"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            positive_float(bad)
+
+
+def test_a_huge_image_side_is_refused_with_the_memory_it_needs(tmp_path, capsys):
+    (tmp_path / "imgs").mkdir()
+    out = tmp_path / "cache"
+    argv = ["features", "cache", str(tmp_path / "imgs"), str(out), "--size", "100000"]
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: --size 100000 with --batch-size 32 needs about")
+    assert "available" in err and "or less fits" in err and err.count("\n") == 1
+    assert not out.exists()  # refused before anything was written
+    # the cap comes from the memory given, not a fixed number
+    check_image_memory(224, 32, available=8 * 2**30)
+    with pytest.raises(ValidationError, match="--batch-size 2 fits"):
+        check_image_memory(1024, 32, available=2 * 2**30)
+
+
+def test_unwritable_output_paths_are_refused_up_front(tmp_path, capsys):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    with pytest.raises(ValidationError, match="is a file, not a folder"):
+        check_writable(blocker / "sub" / "out")
+    (tmp_path / "imgs").mkdir()
+    assert main(["features", "cache", str(tmp_path / "imgs"), str(blocker / "cache")]) == 1
+    assert "is a file, not a folder" in capsys.readouterr().err
+    assert check_writable(tmp_path / "new" / "deeper") == tmp_path / "new" / "deeper"
+
+
+SETS_CASES = [
+    ("model.dropout=2", "model.dropout must be in [0, 1)"),
+    ("data.val_fraction=1.5", "data.val_fraction must be in [0, 1)"),
+    ("data.image_size=-1", "data.image_size must be >= 1"),
+    ("train.lr=-1", "train.lr must be > 0"),
+    ("train.lr=nan", "train.lr must be a finite number"),
+    ("train.monitor=val_nothing", "train.monitor must be one of train_loss, val_c_f1"),
+]
+
+
+@pytest.mark.parametrize("override, message", SETS_CASES)
+def test_bad_sets_config_values_fail_before_any_work(
+    tmp_path, monkeypatch, capsys, override, message
+):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("BEYONDVIS_DATA", str(tmp_path / "no-data"))  # reached only if accepted
+    assert main(["sets", "train", "--config", "sets/miml", "--set", override]) == 1
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
+    assert list(tmp_path.iterdir()) == []  # no run folder, no cache
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("codebook_size=big", "codebook_size must be an integer"),
+        ("codebook_size=0", "codebook_size must be >= 1"),
+        ("codebook_size=-3", "codebook_size must be >= 1"),
+        ("features.max_side=0", "features.max_side must be >= 1"),
+        ("pca_dim=0", "pca_dim must be >= 1"),
+    ],
+)
+def test_bad_index_config_values(override, message):
+    from beyondvis.engine import ConfigError, load_config
+    from beyondvis.retrieval import IndexConfig
+
+    with pytest.raises(ConfigError, match=message.replace("[", r"\[")):
+        load_config("retrieval/instances", IndexConfig, [override])
+
+
+@pytest.mark.parametrize(
+    "system, cls_path, override, message",
+    [
+        ("segmentation/cvppp", "segmentation", "model.dropout=2", "model.dropout must be in"),
+        ("segmentation/cvppp", "segmentation", "data.val_fraction=1.5", "val_fraction must be"),
+        ("segmentation/cvppp", "segmentation", "data.image_size=-1", "image_size must be a mult"),
+        ("segmentation/cvppp", "segmentation", "train.lr=.nan", "train.lr must be a finite"),
+        ("recipes/joint", "recipes", "train.lr=-1", "train.lr must be > 0"),
+    ],
+)
+def test_the_same_rules_hold_in_every_system(system, cls_path, override, message):
+    from beyondvis.engine import ConfigError, load_config
+
+    if cls_path == "segmentation":
+        from beyondvis.segmentation.experiment import RSISConfig as cls
+    else:
+        from beyondvis.recipes.train import JointTrainConfig as cls
+    # ValueError: the segmentation dataclass's own stricter check (a multiple of 32) runs first
+    with pytest.raises((ConfigError, ValueError), match=message):
+        load_config(system, cls, [override])
+
+
+def test_every_packaged_config_passes_the_rules():
+    from beyondvis.engine import list_configs, load_config
+    from beyondvis.recipes.generation.experiment import GenerationConfig
+    from beyondvis.recipes.train import JointTrainConfig
+    from beyondvis.retrieval import IndexConfig
+    from beyondvis.segmentation.experiment import RSISConfig
+    from beyondvis.sets.experiment import SetsConfig
+
+    classes = {
+        "sets": SetsConfig,
+        "segmentation": RSISConfig,
+        "recipes": JointTrainConfig,
+        "generation": GenerationConfig,
+        "retrieval": IndexConfig,
+    }
+    names = [n for n in list_configs() if "table" not in n]
+    assert len(names) >= 15
+    for name in names:
+        load_config(name, classes[name.split("/")[0]])
