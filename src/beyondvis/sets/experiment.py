@@ -44,6 +44,7 @@ from beyondvis.engine import (
     config_to_dict,
     load_checkpoint,
     load_config,
+    seed_everything,
 )
 from beyondvis.io import ImageListDataset
 from beyondvis.sets.data import (
@@ -378,6 +379,10 @@ def prepare(
                 "nothing to attend over",
                 cfg.model.name,
             )
+    # Seed before the model's random init: the Trainer seeds only when fit() starts, so two
+    # identical runs started from different RNG states (e.g. feature caching done or reused)
+    # built different heads and their losses parted from step 3 on.
+    seed_everything(cfg.train.seed)
     predictor = SET_MODELS.create(
         cfg.model.name, labels.num_labels, max_set, feature_dim, cfg.model
     )
