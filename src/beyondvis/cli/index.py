@@ -478,15 +478,19 @@ def _check_build_settings(work: Path, index, args) -> None:
 
 
 def cmd_add(args) -> int:
-    from beyondvis.retrieval import BLCFIndex
+    from beyondvis.retrieval import MANIFEST, BLCFIndex
 
     _set_threads(args)
     photos = _photos(args.photos)
     if _frcnn().is_frcnn_index(args.index):
         return _frcnn().cmd_add(args, photos, _locked, _device(args))
-    index = _guard(lambda: BLCFIndex.load(args.index, device=_device(args)))
-    before = len(index)
+    if not (args.index / MANIFEST).is_file():  # its error, before the lock makes a folder
+        _guard(lambda: BLCFIndex.load(args.index, device=_device(args)))
     with _locked(args.index):
+        # loaded under the lock: two concurrent adds each loaded the index first, and the
+        # later save dropped the other's photos (450 of 600 kept)
+        index = _guard(lambda: BLCFIndex.load(args.index, device=_device(args)))
+        before = len(index)
         work = args.index / "work" / "add"
         skipped = _guard(
             lambda: index.add(photos, work_dir=work, progress=True, workers=args.workers)
@@ -494,7 +498,7 @@ def cmd_add(args) -> int:
         index.save(args.index)
     print(
         f"added {len(index) - before} image(s); the index now holds {len(index)}; "
-        f"skipped {len(skipped)} unreadable"
+        f"skipped {index.already_indexed} already indexed and {len(skipped)} unreadable"
     )
     return 0
 

@@ -296,6 +296,7 @@ class BLCFIndex:
         self.maps: list[np.ndarray] = []
         self.image_sizes = np.zeros((0, 2), np.int32)  # (n, 2) width, height
         self.skipped: list[dict] = []
+        self.already_indexed = 0  # photos the last add() found in the index already
         self._inverted: InvertedIndex | None = None
         self._extractor = extractor
         self.device = device
@@ -438,12 +439,18 @@ class BLCFIndex:
         the next photo. Unreadable photos are skipped and reported, never fatal.
         """
         model = self._require_model()
-        known = set(self.paths)
+        # by the spelling and by the absolute path: `index add IDX photos` then
+        # `index add IDX ./photos` (or from another folder) indexed every photo twice
+        known = set(self.paths) | {os.path.abspath(p) for p in self.paths}
         new = []
+        self.already_indexed = 0
         for p in map(Path, photos):
-            if str(p) not in known:
-                known.add(str(p))
-                new.append(p)
+            absolute = os.path.abspath(p)
+            if str(p) in known or absolute in known:
+                self.already_indexed += 1
+                continue
+            known.update((str(p), absolute))
+            new.append(p)
         encoder = model.encoder(self.extractor)
         bar = _bar(len(new), "encoding") if progress else None
         try:

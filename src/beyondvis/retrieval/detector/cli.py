@@ -144,9 +144,11 @@ def cmd_add(args, photos: list[Path], locked, device: str) -> int:
     from beyondvis.retrieval.detector import DetectorIndex
 
     try:
-        index = DetectorIndex.load(args.index, device=device)
-        before = len(index)
+        DetectorIndex.load(args.index, device=device)  # a bad index: its error, no lock folder
         with locked(args.index):
+            # reloaded under the lock, or a concurrent add's photos are lost on save
+            index = DetectorIndex.load(args.index, device=device)
+            before = len(index)
             skipped = index.add(photos, progress=True)
             index.save(args.index)
     except _errors() as exc:
