@@ -111,7 +111,9 @@ def extract(photos: dict[str, list[Path]], per_image: int, seed: int, cache: Pat
 STAGES = ("GS", "LS", "GS + R", "LS + R")
 
 
-def evaluate(dataset: Path, cache: Path, models: list[str], exact: bool) -> None:
+def evaluate(
+    dataset: Path, cache: Path, models: list[str], exact: bool, max_words: int = 100
+) -> None:
     """One row per codebook: mAP of the four stages at the defaults of ``index build``."""
     from beyondvis.retrieval import InstanceBenchmark, RerankConfig, shipped_model, stage_table
     from beyondvis.retrieval.index import IndexConfig, load_model_only
@@ -120,7 +122,8 @@ def evaluate(dataset: Path, cache: Path, models: list[str], exact: bool) -> None
     bench = InstanceBenchmark(dataset, config, cache)
     print(
         f"codebooks on {dataset} ({'exact' if exact else 'IVF nprobe 8'} word assignment, "
-        f"default index build settings; mAP over the whole ranking)"
+        f"default index build settings, {max_words or 'all'} query words looked up; mAP over "
+        "the whole ranking)"
     )
     print("| codebook | words | " + " | ".join(STAGES) + " | +Qaug: " + " / ".join(STAGES) + " |")
     print("|---|---|" + "---|" * (len(STAGES) + 1))
@@ -132,7 +135,10 @@ def evaluate(dataset: Path, cache: Path, models: list[str], exact: bool) -> None
         else:
             model = load_model_only(Path(name))
         bench.fit_bow(model)
-        rows = {r["stage"]: r for r in stage_table(bench, RerankConfig(), only=list(STAGES))}
+        rows = {
+            r["stage"]: r
+            for r in stage_table(bench, RerankConfig(), 10, list(STAGES), max_words or None)
+        }
         plain = " | ".join(f"{rows[s]['map']:.3f}" for s in STAGES)
         aug = " / ".join(f"{rows[s]['map_qaug']:.3f}" for s in STAGES)
         print(f"| {name} | {bench.model.codebook.size} | {plain} | {aug} |", flush=True)
@@ -147,6 +153,9 @@ def main(argv: list[str] | None = None) -> int:
         "--cache", type=Path, default=Path(".cache/retrieval"), help="with --evaluate: features"
     )
     ap.add_argument("--exact", action="store_true", help="with --evaluate: exact assignment")
+    ap.add_argument(
+        "--max-words", type=int, default=100, help="with --evaluate: query words (0 = all; 100)"
+    )
     ap.add_argument("--words", type=int, default=8192, help="visual words (default: 8192)")
     ap.add_argument(
         "--features", type=int, default=600_000, help="features k-means is fitted on (600000)"
@@ -172,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     faiss.omp_set_num_threads(args.threads)
     if args.evaluate is not None:
-        evaluate(args.evaluate, args.cache, args.models.split(","), args.exact)
+        evaluate(args.evaluate, args.cache, args.models.split(","), args.exact, args.max_words)
         return 0
     if args.out is None:
         ap.error("--out is required to fit a codebook")
