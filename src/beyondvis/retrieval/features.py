@@ -71,7 +71,8 @@ class FeatureConfig:
     min_side: int = 64  # below this the stride-16/32 maps have too few cells to be useful
     # 2x bilinear interpolation of the maps (thesis Table 2.1). Off by default: at 384 px it
     # multiplies the cells by 4 and the distinct words per photo by 1.5 (449 vs 296 with the
-    # shipped codebook), past 2 KB of postings per photo, and the word assignment time by 4.
+    # previous 8,192-word shipped codebook), past 2 KB of postings per photo, and the word
+    # assignment time by 4.
     upsample: bool = False
 
 

@@ -103,7 +103,7 @@ class SearchConfig:
     qe_after_rerank: bool = True  # GQE may run before the reranking instead (thesis Sec 2.2)
     centre_prior: bool = True  # weight GS query words like the indexed images
     # Query words searched in the inverted index: the max_words of largest tf-idf weight
-    # (None = all). A global query holds ~300 words at the defaults, and its frequent words'
+    # (None = all). A global query holds ~240 words at the defaults, and its frequent words'
     # long posting lists cost more than a dense flat search; see docs/retrieval.md for the
     # speed and mAP with and without. The reranking and QE still use every query word.
     max_words: int | None = 100
