@@ -171,3 +171,63 @@ def test_every_packaged_config_passes_the_rules():
     assert len(names) >= 15
     for name in names:
         load_config(name, classes[name.split("/")[0]])
+
+
+def _tiny_photos(folder, n=2):
+    import numpy as np
+    from PIL import Image
+
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for i in range(n):
+        Image.fromarray((rng.random((64, 64, 3)) * 255).astype(np.uint8)).save(folder / f"{i}.png")
+    return folder
+
+
+def test_pca_dim_above_the_feature_size_is_refused_before_reading_photos(tmp_path, capsys):
+    photos = _tiny_photos(tmp_path / "photos")
+    argv = ["index", "build", str(photos), "--out", str(tmp_path / "idx"), "--fit-codebook"]
+    argv += ["--pca-dim", "5000", "--max-side", "64", "--threads", "1", "--device", "cpu"]
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert "pca_dim 5000 is above the feature size 112 of efficientnet_lite0" in err
+    assert err.count("\n") == 1 and not (tmp_path / "idx" / "manifest.json").exists()
+
+
+def test_outputs_under_a_file_are_refused_before_any_work(tmp_path, capsys, monkeypatch):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    photos = _tiny_photos(tmp_path / "photos")
+    assert main(["index", "build", str(photos), "--out", str(blocker / "idx")]) == 1
+    assert "cannot write index folder" in capsys.readouterr().err
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("BEYONDVIS_DATA", str(tmp_path / "no-data"))  # reached only if accepted
+    argv = ["sets", "train", "--config", "sets/miml", "--set", f"train.out_dir={blocker}/run"]
+    assert main(argv) == 1
+    assert "cannot write run folder" in capsys.readouterr().err
+
+
+def test_an_empty_image_folder_for_sets_train_is_one_line(tmp_path, capsys):
+    import json
+
+    import yaml
+
+    (tmp_path / "images").mkdir()  # the labels name photos that are not there
+    lines = [{"image": f"images/{i}.jpg", "labels": ["a"] if i % 2 else ["b"]} for i in range(8)]
+    for split in ("train", "test"):
+        (tmp_path / f"{split}.jsonl").write_text("\n".join(json.dumps(x) for x in lines))
+    config = {
+        "data": {
+            "dataset": "jsonl",
+            "train_file": str(tmp_path / "train.jsonl"),
+            "test_file": str(tmp_path / "test.jsonl"),
+        },
+        "encoder": {"cache_dir": str(tmp_path / "cache")},
+        "train": {"out_dir": str(tmp_path / "run"), "device": "cpu"},
+    }
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(config))
+    assert main(["sets", "train", "--config", str(tmp_path / "c.yaml")]) == 1
+    err = capsys.readouterr().err
+    assert "none of the" in err and "training images exists" in err
+    assert "images" in err and err.count("\n") == 1
+    assert not (tmp_path / "cache").exists()  # refused before caching started

@@ -219,6 +219,9 @@ def prepare_run(args: argparse.Namespace, config: Any, train_key: str = "train")
     extras such as the label vocabulary, but only after features are cached).
     """
     train = getattr(config, train_key)
+    from beyondvis.validation import check_writable
+
+    check_writable(train.out_dir, "run folder")  # not after the features are cached
     if getattr(args, "new_run", False):
         train.out_dir = str(new_run_dir(train.out_dir))
         return config

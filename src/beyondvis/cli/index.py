@@ -18,7 +18,7 @@ from beyondvis.cli.common import (
     load_cli_config,
     print_json,
 )
-from beyondvis.validation import non_negative_int, positive_float, positive_int
+from beyondvis.validation import check_writable, non_negative_int, positive_float, positive_int
 
 log = logging.getLogger(__name__)
 GRID_MAX = 60  # thumbnails in a --grid, whatever --top says
@@ -390,6 +390,7 @@ def cmd_build(args) -> int:
     from beyondvis.retrieval import MANIFEST, BLCFIndex, load_model_only
 
     _set_threads(args)
+    check_writable(args.out, "index folder")  # before any photo is read
     photos = _photos(args.photos)
     if args.method == "frcnn":
         return _frcnn().cmd_build(args, photos, _locked, _device(args))

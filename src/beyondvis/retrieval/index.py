@@ -376,6 +376,7 @@ class BLCFIndex:
             self._config = replace(cfg, codebook_size=model.codebook.size)
             self.model = Model(self._config, model.pca, model.codebook)
             return self
+        self._check_pca_dim(data)
         if isinstance(data, np.ndarray):
             x = np.asarray(data, np.float32).reshape(-1, data.shape[-1])
         else:
@@ -396,6 +397,30 @@ class BLCFIndex:
             work.mkdir(parents=True, exist_ok=True)
             self.model.save(work)
         return self
+
+    def _check_pca_dim(self, data: Sequence[str | os.PathLike] | np.ndarray) -> None:
+        """Refuse a ``pca_dim`` above the feature size before any photo is read.
+
+        PCA silently kept min(pca_dim, D) dimensions, so ``--pca-dim 5000`` ran the whole
+        build with a setting that meant nothing (the manifest then disagreed with the flag).
+        """
+        wanted = self._config.pca_dim
+        if wanted is None:
+            return
+        if isinstance(data, np.ndarray):
+            size = int(data.shape[-1])
+        else:  # one tiny forward tells the backbone level's channel count
+            from PIL import Image
+
+            size = int(self.extractor(Image.new("RGB", (64, 64))).shape[-1])
+        if wanted > size:
+            from beyondvis.validation import ValidationError
+
+            feats = self._config.features
+            raise ValidationError(
+                f"pca_dim {wanted} is above the feature size {size} of {feats.backbone} "
+                f"level {feats.level}; use {size} or less (or leave it unset to keep them all)"
+            )
 
     def _sample_features(self, paths: list[Path], progress: bool, workers: int) -> np.ndarray:
         cfg = self._config
