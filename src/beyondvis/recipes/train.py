@@ -15,7 +15,14 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from beyondvis.engine import TrainConfig, Trainer, config_to_dict, load_checkpoint, save_checkpoint
+from beyondvis.engine import (
+    TrainConfig,
+    Trainer,
+    config_to_dict,
+    load_checkpoint,
+    save_checkpoint,
+    seed_everything,
+)
 from beyondvis.recipes.cca import fit_cca
 from beyondvis.recipes.features import ImageFeatures, RecipeFeatures, load_w2v
 from beyondvis.recipes.losses import (
@@ -263,6 +270,7 @@ def train_joint(prep_dir: str | Path, out_dir: str | Path, cfg: JointTrainConfig
     num_classes = len(SemanticCategories.load(prep / "categories.json"))
     train_pairs = pairs_for_split(recipes, images, "train")
     val_pairs = pairs_for_split(recipes, images, "val")
+    seed_everything(cfg.train.seed)  # before the model's init, not only in the Trainer's fit()
     model = build_model(cfg, recipes, images, w2v, num_classes)
     data = JointPairs(recipes, images, train_pairs, cfg.loss, cfg.pos_fraction, cfg.repeats)
 

@@ -44,6 +44,7 @@ from beyondvis.engine import (
     config_to_dict,
     load_checkpoint,
     load_config,
+    seed_everything,
     unwrap_model,
 )
 from beyondvis.engine.config import PACKAGED_CONFIG_DIR
@@ -332,6 +333,9 @@ def prepare(cfg: RSISConfig, splits: InstanceSplits | None = None) -> Prepared:
 
         init_distributed(cfg.train.device)
     backbone = build_backbone(cfg.encoder)
+    # seeded here, not only when the Trainer's fit() starts: the same command twice must build
+    # the same decoder whatever the process did before (e.g. cached features or reused them)
+    seed_everything(cfg.train.seed)
     model = build_model(cfg, len(splits.classes), backbone)
     if cfg.curriculum.enabled:
         model.schedule[0] = float(cfg.curriculum.start)
