@@ -49,6 +49,10 @@ def _usage_error(capsys, argv, fragment):
         (["features", "cache", "I", "O", "--size", "0"], "--size: must be >= 1"),
         (["features", "cache", "I", "O", "--batch-size", "0"], "--batch-size: must be >= 1"),
         (["recipes", "search", "eggs", "--top", "-1"], "--top: must be >= 1"),
+        (["rsis", "eval", "--checkpoint", "x.pt", "--stop-threshold", "2"], "between 0 and 1"),
+        (["sets", "tune", "--out", "o", "--trials", "0"], "--trials: must be >= 1"),
+        (["sets", "tune", "--out", "o", "--unit-epochs", "-1"], "--unit-epochs: must be > 0"),
+        (["index", "build", "P", "--out", "O", "--level", "0"], "--level: must be >= 1"),
     ],
 )
 def test_bad_cli_values_are_usage_errors(capsys, argv, fragment):

@@ -245,7 +245,9 @@ def _add_config_args(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--backbone", help="feature network (default: efficientnet_lite0)")
     p.add_argument(
-        "--level", type=int, help="forward_features level: 3 = stride 16 (default), 4 = stride 32"
+        "--level",
+        type=positive_int,
+        help="forward_features level: 3 = stride 16 (default), 4 = stride 32",
     )
     p.add_argument("--scale", type=positive_float, help="input rescaling factor (default: 1.0)")
     p.add_argument(

@@ -68,7 +68,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="ingredient names from lines: tagger = the thesis' bi-LSTM trained on the corpus; "
         "slicer = the rule-based ingredient-slicer package",
     )
-    p.add_argument("--tagger-epochs", type=int, default=2, help="training epochs of the tagger")
+    p.add_argument(
+        "--tagger-epochs", type=positive_int, default=2, help="training epochs of the tagger"
+    )
     p.add_argument("--seed", type=int, default=0, help="random seed (tagger, sampling)")
     p.set_defaults(func=_prepare)
 
@@ -81,8 +83,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="instruction encoder: skip = skip-instructions trained here (thesis); minilm = "
         "the offline all-MiniLM-L6-v2 sentence embeddings",
     )
-    p.add_argument("--w2v-dim", type=int, default=64, help="ingredient word2vec dimensions")
-    p.add_argument("--skip-steps", type=int, default=300, help="skip-instructions train steps")
+    p.add_argument(
+        "--w2v-dim", type=positive_int, default=64, help="ingredient word2vec dimensions"
+    )
+    p.add_argument(
+        "--skip-steps", type=positive_int, default=300, help="skip-instructions train steps"
+    )
     add_threads_argument(p, default=1)
     p.add_argument("--seed", type=int, default=0, help="random seed of both trainings")
     p.set_defaults(func=_text_features)
@@ -102,7 +108,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("baselines", help="random ranking and CCA on the test split")
     p.add_argument("--data", required=True, help="folder written by 'recipes prepare'")
-    p.add_argument("--cca-dim", type=int, default=32, help="canonical directions of the CCA")
+    p.add_argument(
+        "--cca-dim", type=positive_int, default=32, help="canonical directions of the CCA"
+    )
     p.add_argument(
         "--cca-reg",
         type=float,

@@ -22,6 +22,7 @@ from beyondvis.cli.common import (
     resume_mode,
     resume_refusal,
 )
+from beyondvis.validation import fraction, positive_int
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +60,7 @@ def register(subparsers) -> None:
         choices=["original", "model"],
         help="score masks at the original image size or the model's input size (default: %(default)s)",
     )
-    e.add_argument("--stop-threshold", type=float, help="override the config's stop threshold")
+    e.add_argument("--stop-threshold", type=fraction, help="override the config's stop threshold")
     e.add_argument("--json", action="store_true", help="print the full report as JSON")
     e.add_argument("--plot", type=Path, help="write IoU by time step / object size (PNG or PDF)")
     add_threads_argument(e)
@@ -76,9 +77,11 @@ def register(subparsers) -> None:
     )
     r.add_argument("--json", action="store_true", help="print one JSON line per image to stdout")
     r.add_argument(
-        "--stop-threshold", type=float, help="stop score threshold (default: the model's)"
+        "--stop-threshold", type=fraction, help="stop score threshold (default: the model's)"
     )
-    r.add_argument("--max-steps", type=int, help="most objects per image (default: the model's)")
+    r.add_argument(
+        "--max-steps", type=positive_int, help="most objects per image (default: the model's)"
+    )
     add_threads_argument(r)
     add_device_argument(r)
     r.set_defaults(func=cmd_predict)
@@ -95,7 +98,7 @@ def register(subparsers) -> None:
     )
     s.add_argument(
         "--thresholds",
-        type=float,
+        type=fraction,
         nargs="+",
         default=[0.05 * i for i in range(1, 20)],
         help="stop thresholds to try (default: 0.05, 0.10, ..., 0.95)",
@@ -117,7 +120,7 @@ def register(subparsers) -> None:
     x.add_argument("--info", type=Path, help="JSON file of notes (e.g. test metrics) to embed")
     x.add_argument(
         "--stop-threshold",
-        type=float,
+        type=fraction,
         help="stop threshold stored in the bundle (default: the config's)",
     )
     x.set_defaults(func=cmd_export)

@@ -19,7 +19,7 @@ from beyondvis.cli.common import (
     resume_mode,
     resume_refusal,
 )
-from beyondvis.validation import device_choice
+from beyondvis.validation import device_choice, positive_float, positive_int
 
 log = logging.getLogger(__name__)
 
@@ -73,11 +73,15 @@ def register(subparsers) -> None:
     )
     add_config_arguments(u, "sets", required=True, trailing=True, what=" (the base of every trial)")
     u.add_argument("--out", type=Path, required=True, help="study folder (resumable)")
-    u.add_argument("--trials", type=int, default=20, help="total trials of the study")
-    u.add_argument("--max-resource", type=int, default=27, help="R, in resource units")
-    u.add_argument("--unit-epochs", type=float, default=1.0, help="epochs per resource unit")
+    u.add_argument("--trials", type=positive_int, default=20, help="total trials of the study")
+    u.add_argument("--max-resource", type=positive_int, default=27, help="R, in resource units")
+    u.add_argument(
+        "--unit-epochs", type=positive_float, default=1.0, help="epochs per resource unit"
+    )
     u.add_argument("--seed", type=int, default=0, help="sampler seed and every trial's seed")
-    u.add_argument("--timeout", type=float, help="stop starting trials after this many seconds")
+    u.add_argument(
+        "--timeout", type=positive_float, help="stop starting trials after this many seconds"
+    )
     u.add_argument("--save-config", type=Path, help="also write the best config here")
     add_threads_argument(u)
     u.set_defaults(func=cmd_tune)
