@@ -164,11 +164,14 @@ def check_image_memory(
     batch_size: int,
     *,
     side_flag: str = "--size",
-    batch_flag: str = "--batch-size",
+    batch_flag: str | None = "--batch-size",
     available: int | None = None,
     budget: float = 0.8,
 ) -> None:
-    """Refuse an image side x batch whose forward pass would not fit in this machine's memory."""
+    """Refuse an image side x batch whose forward pass would not fit in this machine's memory.
+
+    ``batch_flag=None``: the job runs one image at a time (the message offers a side only).
+    """
     available = available_memory() if available is None else available
     if available is None:
         return
@@ -178,14 +181,18 @@ def check_image_memory(
     per_image = image_batch_bytes(side, 1)
     fit_batch = int(budget * available // per_image)
     fit_side = int(math.sqrt(budget * available / image_batch_bytes(1, batch_size)))
-    hint = (
-        f"{batch_flag} {fit_batch} fits at this size"
-        if fit_batch >= 1
-        else f"{side_flag} {fit_side} or less fits with {batch_flag} {batch_size}"
-    )
+    if batch_flag is None:
+        what, hint = f"{side_flag} {side}", f"{side_flag} {fit_side} or less fits"
+    else:
+        what = f"{side_flag} {side} with {batch_flag} {batch_size}"
+        hint = (
+            f"{batch_flag} {fit_batch} fits at this size"
+            if fit_batch >= 1
+            else f"{side_flag} {fit_side} or less fits with {batch_flag} {batch_size}"
+        )
     raise ValidationError(
-        f"{side_flag} {side} with {batch_flag} {batch_size} needs about {_gib(need)} of memory "
-        f"and this machine has {_gib(available)} available; {hint}"
+        f"{what} needs about {_gib(need)} of memory and this machine has {_gib(available)} "
+        f"available; {hint}"
     )
 
 

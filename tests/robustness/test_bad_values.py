@@ -83,6 +83,25 @@ def test_a_huge_image_side_is_refused_with_the_memory_it_needs(tmp_path, capsys)
         check_image_memory(1024, 32, available=2 * 2**30)
 
 
+def test_memory_caps_hold_for_sets_and_index_too(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    photos = _tiny_photos(tmp_path / "photos")
+    argv = ["index", "build", str(photos), "--out", str(tmp_path / "idx"), "--max-side", "100000"]
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: --max-side 100000 needs about") and "or less fits" in err
+    assert not (tmp_path / "idx").exists()
+    from beyondvis.data.sets_readers import SetRecord
+    from beyondvis.sets.experiment import SetSplits, load_sets_config, prepare
+
+    cfg = load_sets_config("sets/miml", ["data.image_size=100000"])
+    record = SetRecord(str(photos / "0.png"), ["a"])
+    splits = SetSplits([record], [record], [record], ["a"])
+    with pytest.raises(ValidationError, match="data.image_size 100000 with encoder.cache_batch"):
+        prepare(cfg, splits)
+    assert not (tmp_path / "runs").exists()  # nothing cached
+
+
 def test_unwritable_output_paths_are_refused_up_front(tmp_path, capsys):
     blocker = tmp_path / "a-file"
     blocker.write_text("x")

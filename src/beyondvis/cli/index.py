@@ -18,7 +18,13 @@ from beyondvis.cli.common import (
     load_cli_config,
     print_json,
 )
-from beyondvis.validation import check_writable, non_negative_int, positive_float, positive_int
+from beyondvis.validation import (
+    check_image_memory,
+    check_writable,
+    non_negative_int,
+    positive_float,
+    positive_int,
+)
 
 log = logging.getLogger(__name__)
 GRID_MAX = 60  # thumbnails in a --grid, whatever --top says
@@ -398,6 +404,8 @@ def cmd_build(args) -> int:
         return _frcnn().cmd_build(args, photos, _locked, _device(args))
     if (args.out / MANIFEST).exists():
         raise CLIError(f"{args.out} already holds an index; use `index add` or another --out")
+    # photos are encoded one at a time at up to max_side: --max-side 100000 would run out
+    check_image_memory(_config(args).features.max_side, 1, side_flag="--max-side", batch_flag=None)
     if args.shard:
         try:
             part, total = (int(v) for v in args.shard.split("/"))

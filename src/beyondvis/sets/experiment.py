@@ -325,6 +325,7 @@ def prepare(
     if not splits.train:
         raise ValueError("the training split is empty")
     _check_images(splits)
+    _check_memory(cfg)
     largest = max(len(r.labels) for r in splits.train)
     max_set = cfg.data.max_set_size or max(largest, 1)
     labels = LabelEncoder(splits.vocab, max_set)
@@ -397,6 +398,17 @@ def prepare(
     pool = cfg.encoder.pool_features and not cfg.encoder.finetune
     model = ImageToSet(predictor, encoder_module, pool=pool)
     return Prepared(cfg, splits, labels, datasets, model, feature_dim)
+
+
+def _check_memory(cfg: SetsConfig) -> None:
+    """Refuse an image size x batch that cannot fit in this machine's memory, before caching."""
+    from beyondvis.validation import check_image_memory
+
+    if cfg.encoder.finetune:  # the backbone runs on training batches (a lower bound: no grads)
+        batch, flag = cfg.train.batch_size, "train.batch_size"
+    else:
+        batch, flag = cfg.encoder.cache_batch_size, "encoder.cache_batch_size"
+    check_image_memory(cfg.data.image_size, batch, side_flag="data.image_size", batch_flag=flag)
 
 
 def _check_images(splits: SetSplits) -> None:
