@@ -26,12 +26,14 @@ from torch import Tensor
 
 from beyondvis.errors import FormatError
 from beyondvis.recipes.generation.card import (
+    DECODING_FORMAT_VERSION,
     PACKAGE_BUNDLE,
     IngredientIndex,
     card_ingredients,
     detokenize,
     find_card_retriever,
     finished_steps,
+    read_decoding,
 )
 from beyondvis.recipes.generation.config import IMAGE, INGREDIENTS, DecoderConfig
 from beyondvis.recipes.generation.constraints import DecodingRules, free_token_ids, word_groups
@@ -49,9 +51,6 @@ DEMO_PHOTO = PACKAGE_BUNDLE / "demo_food.jpg"
 
 class BundleError(FormatError, ValueError):
     """A bundle folder is missing files or has an unknown format."""
-
-
-DECODING_FORMAT_VERSION = 1
 
 
 def default_decoding() -> dict[str, Any]:
@@ -80,16 +79,7 @@ def default_decoding() -> dict[str, Any]:
 
 def load_decoding(folder: str | Path) -> dict[str, Any]:
     """A bundle's ``decoding.json``, or :func:`default_decoding` for bundles written before it."""
-    path = Path(folder) / "decoding.json"
-    if not path.is_file():
-        return default_decoding()
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise BundleError(f"{path}: not valid UTF-8 JSON ({exc})") from exc
-    if data.get("format_version") != DECODING_FORMAT_VERSION:
-        raise BundleError(f"{path}: unknown format {data.get('format_version')}")
-    return data
+    return read_decoding(folder, default_decoding(), BundleError)
 
 
 def _half(state: dict[str, Tensor]) -> dict[str, Tensor]:

@@ -118,3 +118,27 @@ def finished_steps(steps: list[list[int]], ids: Sequence[int], eos: int, eoi: in
     """
     cut = bool(ids) and ids[-1] not in (eos, eoi)
     return steps[:-1] if cut and len(steps) > 1 else steps
+
+
+DECODING_FORMAT_VERSION = 1  # of a bundle's decoding.json
+
+
+def read_decoding(
+    folder: str | Path, fallback: dict[str, Any], error: type[Exception]
+) -> dict[str, Any]:
+    """A bundle's ``decoding.json`` (method, per-method options, rules), else ``fallback``
+    (bundles written before it); an unreadable or unknown-format file raises ``error`` (the
+    PyTorch and ONNX Runtime paths each raise their own bundle error)."""
+    import json
+
+    path = Path(folder) / "decoding.json"
+    if not path.is_file():
+        return dict(fallback)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise error(f"{path}: not valid UTF-8 JSON ({exc})") from exc
+    if not isinstance(data, dict) or data.get("format_version") != DECODING_FORMAT_VERSION:
+        version = data.get("format_version") if isinstance(data, dict) else None
+        raise error(f"{path}: unknown format {version}")
+    return data

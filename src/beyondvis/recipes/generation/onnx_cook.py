@@ -38,6 +38,7 @@ from beyondvis.recipes.generation.card import (
     detokenize,
     find_card_retriever,
     finished_steps,
+    read_decoding,
 )
 from beyondvis.recipes.generation.constraints import (
     DecodingRules,
@@ -438,22 +439,9 @@ class Card:
         }
 
 
-DECODING_FORMAT_VERSION = 1  # of a bundle's decoding.json (see bundle.load_decoding)
-
-
 def load_bundle_decoding(folder: Path, fallback: Mapping[str, Any]) -> dict[str, Any]:
-    """A bundle's ``decoding.json`` (method, per-method options, rules), else ``fallback``
-    (the settings recorded at export time), as ``bundle.load_decoding`` reads it."""
-    path = folder / "decoding.json"
-    if not path.is_file():
-        return dict(fallback)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise OnnxBundleError(f"{path}: not valid UTF-8 JSON ({exc})") from exc
-    if data.get("format_version") != DECODING_FORMAT_VERSION:
-        raise OnnxBundleError(f"{path}: unknown format {data.get('format_version')}")
-    return data
+    """A bundle's ``decoding.json``, else ``fallback`` (the settings recorded at export time)."""
+    return read_decoding(folder, dict(fallback), OnnxBundleError)
 
 
 def load_card_retriever(folder: str | Path | None = None) -> Any:
