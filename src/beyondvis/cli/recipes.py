@@ -30,8 +30,6 @@ from beyondvis.cli.common import (
 )
 from beyondvis.validation import positive_int
 
-DEFAULT_BUNDLE = Path(__file__).resolve().parent.parent / "assets" / "recipes" / "retrieval"
-
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -147,8 +145,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--text", help="query text (ingredients / steps) instead of a photo")
     p.add_argument(
         "--bundle",
-        default=str(DEFAULT_BUNDLE),
-        help="folder from 'recipes index' (default: the bundle shipped in the package)",
+        required=True,
+        help="search bundle folder written by 'beyondvis recipes index' (required: none is "
+        "shipped; for photo -> real recipes with the shipped embedding use 'beyondvis cook "
+        "--retrieve K')",
     )
     p.add_argument("--top", type=positive_int, default=5, help="results to show (default: 5)")
     p.add_argument("--json", action="store_true", help="print the query and results as JSON")
@@ -158,8 +158,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = sub.add_parser("arithmetic", help="v(a) - v(b) + v(c) over recipe or photo embeddings")
     p.add_argument(
         "--bundle",
-        default=str(DEFAULT_BUNDLE),
-        help="folder from 'recipes index' (default: the bundle shipped in the package)",
+        required=True,
+        help="search bundle folder written by 'beyondvis recipes index' (required: none is "
+        "shipped; for photo -> real recipes with the shipped embedding use 'beyondvis cook "
+        "--retrieve K')",
     )
     p.add_argument(
         "--plus",
