@@ -254,3 +254,20 @@ def test_an_empty_image_folder_for_sets_train_is_one_line(tmp_path, capsys):
     assert "none of the" in err and "training images exists" in err
     assert "images" in err and err.count("\n") == 1
     assert not (tmp_path / "cache").exists()  # refused before caching started
+
+
+@pytest.mark.parametrize(
+    "name, module, cls",
+    [
+        ("segmentation/cvppp", "beyondvis.segmentation.experiment", "RSISConfig"),
+        ("recipes/joint", "beyondvis.recipes.train", "JointTrainConfig"),
+    ],
+)
+def test_monitor_names_are_checked_on_load_in_rsis_and_recipes(name, module, cls):
+    import importlib
+
+    from beyondvis.engine import load_config
+
+    config_cls = getattr(importlib.import_module(module), cls)
+    with pytest.raises(ValidationError, match="train.monitor must be one of .*val_nothing"):
+        load_config(name, config_cls, ["train.monitor=val_nothing"])

@@ -36,6 +36,9 @@ from beyondvis.recipes.model import JointConfig, JointEmbedding
 LOSSES = ("cosine", "triplet", "contrastive")
 
 
+MONITOR_KEYS = ("train_loss", "val_medR", "val_R@10")  # what train_joint's epoch rows hold
+
+
 @dataclasses.dataclass
 class JointTrainConfig:
     encoder: str = "skip"  # step representation: skip | minilm
@@ -73,6 +76,11 @@ class JointTrainConfig:
             raise ValueError(f"loss must be one of {LOSSES}, got {self.loss!r}")
         if not 0.0 < self.pos_fraction <= 1.0:
             raise ValueError("pos_fraction must be in (0, 1]")
+        # the epoch rows hold train_loss and eval_fn's scores: a typo failed only after the
+        # first evaluation, epochs into the run
+        from beyondvis.validation import check_choice
+
+        check_choice("train.monitor", self.train.monitor, MONITOR_KEYS)
 
 
 @dataclasses.dataclass

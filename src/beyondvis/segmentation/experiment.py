@@ -136,6 +136,10 @@ class InferenceConfig:
     eval_batch_size: int = 8
 
 
+# what train.monitor may name: train_loss and the keys of train()'s eval_fn
+MONITOR_KEYS = ("train_loss", "val_loss", "val_sbd", "val_abs_dic", "val_ap50", "curriculum_k")
+
+
 @dataclasses.dataclass
 class RSISConfig:
     data: DataConfig = dataclasses.field(default_factory=DataConfig)
@@ -156,6 +160,12 @@ class RSISConfig:
             grad_clip=5.0,
         )  # fmt: skip
     )
+
+    def __post_init__(self) -> None:
+        # checked on load, not at the first evaluation an epoch into the run
+        from beyondvis.validation import check_choice
+
+        check_choice("train.monitor", self.train.monitor, MONITOR_KEYS)
 
 
 def resolve_config(path: str | Path) -> Path:
