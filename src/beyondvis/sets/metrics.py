@@ -130,6 +130,9 @@ def plot_f1_by_cardinality(
         halves = [curve[c][1] for c in cards]
         ax.errorbar(cards, means, yerr=halves, marker="o", capsize=3, label=name)
     ax.set_xlabel("ground-truth cardinality")
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # set sizes are whole numbers
     ax.set_ylabel("mean I-F1")
     ax.set_ylim(0, 1.05)
     ax.set_title(title)
