@@ -245,6 +245,9 @@ def config_problems(config: Any, prefix: str = "") -> list[str]:
         if dataclasses.is_dataclass(value) and not isinstance(value, type):
             problems.extend(config_problems(value, key))
             continue
+        if field.name == "device" and isinstance(value, str) and not _DEVICE.match(value):
+            problems.append(f"{key} must be one of {DEVICE_CHOICES}, got {value!r}")
+            continue
         for item_key, item in _numbers(key, value):
             message = _finite(item) if isinstance(item, float) else None
             if message is None:

@@ -120,6 +120,7 @@ SETS_CASES = [
     ("train.lr=-1", "train.lr must be > 0"),
     ("train.lr=nan", "train.lr must be a finite number"),
     ("train.monitor=val_nothing", "train.monitor must be one of train_loss, val_c_f1"),
+    ("train.device=banana", "train.device must be one of auto, cpu, cuda"),
 ]
 
 
