@@ -42,10 +42,13 @@ def test_a_flipped_done_flag_is_detected_not_an_item_dropped(tmp_path):
         FeatureCache(tmp_path / "c")
 
 
-def test_a_second_writer_is_refused(tmp_path):
+def test_a_second_writer_is_refused_but_a_finished_cache_is_shared(tmp_path):
     with folder_lock(tmp_path / "c", LOCK_NAME):
         with pytest.raises(FeatureCacheError, match="being written by process"):
             _cache(tmp_path / "c")
+    first = _cache(tmp_path / "c")
+    with folder_lock(tmp_path / "c", LOCK_NAME):  # e.g. another seed's job holds the folder
+        assert _cache(tmp_path / "c").fingerprint == first.fingerprint  # read, not written
 
 
 def test_overwrite_removes_only_the_cache_files(tmp_path):

@@ -101,6 +101,9 @@ def cache_features(
     ids = _item_ids(dataset, item_ids, n_items)
     fingerprint = _fingerprint(source_name, module, dataset, ids, dtype, fingerprint_extra)
 
+    if not overwrite and _finished(out, fingerprint):
+        # a finished, matching cache is only read: no lock, so parallel jobs (seeds) share it
+        return FeatureCache(out)
     ctx, owns = _dist_context(device)
     lock, finished = contextlib.ExitStack(), False
     try:
@@ -483,6 +486,14 @@ def _count_done(path: Path) -> int:
         return int((np.load(path / "done.npy", mmap_mode="r") != NOT_DONE).sum())
     except (OSError, ValueError):
         return 0
+
+
+def _finished(out: Path, fingerprint: str) -> bool:
+    try:
+        meta = json.loads((out / "meta.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(meta, dict) and meta.get("fingerprint") == fingerprint
 
 
 def _prepare_folder(out: Path, fingerprint: str, overwrite: bool) -> None:
