@@ -272,3 +272,10 @@ def test_monitor_names_are_checked_on_load_in_rsis_and_recipes(name, module, cls
     config_cls = getattr(importlib.import_module(module), cls)
     with pytest.raises(ValidationError, match="train.monitor must be one of .*val_nothing"):
         load_config(name, config_cls, ["train.monitor=val_nothing"])
+
+
+def test_a_jsonl_config_without_its_test_file_is_one_line(tmp_path, capsys):
+    (tmp_path / "c.yaml").write_text("data:\n  dataset: jsonl\n  train_file: t.jsonl\n")
+    assert main(["sets", "train", "--config", str(tmp_path / "c.yaml")]) == 1
+    err = capsys.readouterr().err
+    assert err == "error: dataset jsonl needs data.train_file and data.test_file\n"

@@ -61,6 +61,7 @@ from beyondvis.sets.data import (
 )
 from beyondvis.sets.metrics import SetMetrics
 from beyondvis.sets.models import SET_MODELS, FeedForwardSet, PredictorConfig, SetPredictor
+from beyondvis.validation import ValidationError
 
 log = logging.getLogger(__name__)
 
@@ -214,7 +215,7 @@ def read_splits(cfg: DataConfig) -> SetSplits:
     kwargs: dict[str, Any] = {}
     if cfg.dataset == "jsonl":
         if not cfg.train_file or not cfg.test_file:
-            raise ValueError("dataset jsonl needs data.train_file and data.test_file")
+            raise ValidationError("dataset jsonl needs data.train_file and data.test_file")
         kwargs = {"train": cfg.train_file, "test": cfg.test_file, "val": cfg.val_file}
     return load_set_dataset(
         cfg.dataset, cfg.root, val_fraction=cfg.val_fraction, split_seed=cfg.split_seed, **kwargs
@@ -323,7 +324,7 @@ def prepare(
     """
     splits = splits or (reuse.splits if reuse is not None else read_splits(cfg.data))
     if not splits.train:
-        raise ValueError("the training split is empty")
+        raise ValidationError("the training split is empty")
     _check_images(splits)
     _check_memory(cfg)
     largest = max(len(r.labels) for r in splits.train)
@@ -418,8 +419,6 @@ def _check_images(splits: SetSplits) -> None:
     ("every item of the dataset failed to load"); single missing files are skipped and
     reported by the cache as before.
     """
-    from beyondvis.validation import ValidationError
-
     if any(Path(r.image).is_file() for r in splits.train):
         return
     folder = Path(splits.train[0].image).parent
