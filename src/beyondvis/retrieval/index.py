@@ -659,35 +659,25 @@ def read_manifest(folder: Path) -> dict:
 
 @contextlib.contextmanager
 def folder_lock(folder: str | os.PathLike) -> Iterator[None]:
-    """Refuse a second writer on an index folder (``work/lock`` holds the writer's pid).
+    """Refuse a second writer on an index folder (``work/lock`` names the writer).
 
-    A lock left by a killed process (its pid no longer runs) is taken over, so a SIGKILLed
-    build resumes without manual cleanup."""
+    The project's one lock (:func:`beyondvis.utils.locks.folder_lock`, an ``flock`` the kernel
+    drops when its process dies): a SIGKILLed build leaves no lock to clean up, and a pid
+    reused by another process cannot keep a stale pid file alive, as the old O_EXCL pid file
+    could. A refusal is an :class:`IndexFormatError`, as before."""
+    from beyondvis.utils.locks import FolderLockedError
+    from beyondvis.utils.locks import folder_lock as hold_folder
+
     work = Path(folder) / "work"
-    work.mkdir(parents=True, exist_ok=True)
-    lock = work / "lock"
-    for _ in range(2):
-        try:
-            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-        except FileExistsError:
-            try:
-                pid = int(lock.read_text().strip() or 0)
-                os.kill(pid, 0)
-            except (ValueError, ProcessLookupError, FileNotFoundError):
-                lock.unlink(missing_ok=True)  # stale: its writer is gone
-                continue
-            except PermissionError:
-                pass
-            raise IndexFormatError(
-                f"{folder} is being written by process {pid}; wait for it or remove {lock}"
-            ) from None
-        with os.fdopen(fd, "w") as f:
-            f.write(str(os.getpid()))
-        break
+    held = hold_folder(work, "lock")
+    try:
+        held.__enter__()
+    except FolderLockedError as exc:
+        raise IndexFormatError(str(exc)) from None
     try:
         yield
     finally:
-        lock.unlink(missing_ok=True)
+        held.__exit__(None, None, None)
         with contextlib.suppress(OSError):
             work.rmdir()  # only if empty: checkpoints of an unfinished build stay
 
