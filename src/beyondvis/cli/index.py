@@ -454,7 +454,7 @@ def _check_build_settings(work: Path, index, args) -> None:
     """
     import json
 
-    from beyondvis.engine.config import config_diff, format_diff
+    from beyondvis.engine import config_diff, format_diff
     from beyondvis.utils import atomic_write_json
 
     if args.model:
