@@ -79,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--proposals", type=int, default=300, help="RPN proposals kept per photo")
     p.add_argument("--level", type=int, default=4, help="backbone level (4: stride 32, 1280-D)")
     p.add_argument("--epochs", type=int, default=12, help="fine-tuning passes over the queries")
-    p.add_argument("--lr", type=float, default=1e-3, help="fine-tuning learning rate (Adam)")
+    p.add_argument("--lr", type=float, default=1e-4, help="fine-tuning learning rate (Adam)")
     p.add_argument("--limit", type=int, help="database subset: positives + distractors up to N")
     p.add_argument("--cache", type=Path, default=Path(".cache/retrieval-frcnn"))
     p.add_argument("--networks", default="off-the-shelf,FT_fc,FT_all")
