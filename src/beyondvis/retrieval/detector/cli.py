@@ -223,7 +223,9 @@ def _markdown(rows: list[dict], columns: list[str]) -> str:
     def cell(v):
         if v is None:
             return "-"
-        return f"{v:.3f}" if isinstance(v, float) and abs(v) < 100 else str(v)
+        if isinstance(v, float):
+            return f"{v:.3f}" if abs(v) < 100 else f"{v:,.0f}"
+        return str(v)
 
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     lines += ["| " + " | ".join(cell(r.get(c)) for c in columns) + " |" for r in rows]
