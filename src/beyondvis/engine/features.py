@@ -38,6 +38,7 @@ from beyondvis.device import resolve_device
 from beyondvis.engine.distributed import DistContext, init_distributed
 from beyondvis.errors import FormatError
 from beyondvis.utils import atomic_write_json
+from beyondvis.utils.atomic import file_sha256
 from beyondvis.utils.locks import FolderLockedError, folder_lock
 from beyondvis.utils.progress import show_progress
 
@@ -51,14 +52,6 @@ PAYLOAD_FILES = ("features.npy", "done.npy")
 LOCK_NAME = ".features.lock"
 SKIPPED_GLOB = "skipped.rank*.json"
 VERIFY_MAX_BYTES = 1 << 30  # larger payloads are checked by size and shape only
-
-
-def file_sha256(path: Path, chunk: int = 1 << 22) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while block := handle.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 class FeatureCacheError(FormatError, RuntimeError):

@@ -29,7 +29,6 @@ and stored in the manifest. The asset folder (``beyondvis/assets/recipes``, writ
 from __future__ import annotations
 
 import gzip
-import hashlib
 import json
 import re
 import textwrap
@@ -40,6 +39,7 @@ from typing import Any
 import numpy as np
 
 from beyondvis.errors import FormatError
+from beyondvis.utils.atomic import file_sha256
 
 CARD_FORMAT_VERSION = 1
 MANIFEST = "card_retrieval.json"
@@ -115,14 +115,6 @@ class RetrievalAssetError(FormatError, ValueError):
 def source_key(source_id: str) -> str:
     """``"epi:lemon-cake"`` -> ``"epi"`` (the provenance prefix that decides the licence)."""
     return source_id.split(":", 1)[0] if ":" in source_id else ""
-
-
-def file_sha256(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def normalize_ingredient(name: str) -> str:

@@ -60,9 +60,11 @@ from beyondvis.retrieval.search import (
     make_view,
 )
 from beyondvis.utils import atomic_write, atomic_write_json
+from beyondvis.utils.atomic import file_sha256
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
+CHECKED_FILES = ("maps.npz", "images.json", "postings.npz")  # model.npz: its fingerprint
 SHIPPED_DIR = Path(__file__).resolve().parent.parent / "assets" / "retrieval"
 SHIPPED = ("generic",)  # codebooks under assets/retrieval/<name>/
 log = logging.getLogger(__name__)
@@ -602,6 +604,9 @@ class BLCFIndex:
                 "num_images": len(self.paths),
                 "vocab_size": model.codebook.size,
                 "config": asdict(self.config),
+                # checked on load: a flipped byte in the image list or the maps is an error
+                # naming the file, not a search over other photos' words
+                "sha256": {name: file_sha256(folder / name) for name in CHECKED_FILES},
             },
         )
         shutil.rmtree(folder / "work", ignore_errors=True)
@@ -610,6 +615,17 @@ class BLCFIndex:
     def load(cls, folder: str | os.PathLike, extractor=None, device: str = "cpu") -> BLCFIndex:
         folder = Path(folder)
         manifest = read_manifest(folder)
+        postings_ok = True
+        for name, expected in (manifest.get("sha256") or {}).items():  # none in older indexes
+            path = folder / name
+            if name == "postings.npz":  # derived from the maps: rebuilt when missing or changed
+                postings_ok = path.is_file() and file_sha256(path) == expected
+                continue
+            if not path.is_file() or file_sha256(path) != expected:
+                raise IndexFormatError(
+                    f"{path}: missing or checksum mismatch (the file changed or is corrupt "
+                    "since the index was saved); rebuild the index"
+                )
         config = IndexConfig.from_dict(manifest["config"])
         codebook = manifest.get("codebook", "fitted")
         model = Model.load(folder, config, name=None if codebook == "fitted" else codebook)
@@ -627,8 +643,12 @@ class BLCFIndex:
         index = cls(model=model, extractor=extractor, device=device)
         index.paths, index.maps, index.image_sizes = list(images["paths"]), maps, sizes
         index.skipped = images.get("skipped", [])
-        index._inverted = _load_postings(
-            folder / "postings.npz", model.codebook.size, len(maps), config
+        if not postings_ok:
+            log.warning("%s/postings.npz is missing or changed: rebuilt from the maps", folder)
+        index._inverted = (
+            _load_postings(folder / "postings.npz", model.codebook.size, len(maps), config)
+            if postings_ok
+            else None
         )
         return index
 

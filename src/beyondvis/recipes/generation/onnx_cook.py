@@ -46,6 +46,7 @@ from beyondvis.recipes.generation.constraints import (
     free_token_ids,
     word_groups,
 )
+from beyondvis.utils.atomic import file_sha256
 
 ONNX_FORMAT_VERSION = 1
 ONNX_MANIFEST = "onnx.json"
@@ -59,14 +60,6 @@ NEG_INF = float("-inf")
 
 class OnnxBundleError(FormatError, ValueError):
     """The bundle has no usable ONNX export (missing, other format, stale or corrupt)."""
-
-
-def file_sha256(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def has_onnx(folder: str | Path) -> bool:

@@ -53,6 +53,7 @@ from beyondvis.retrieval.detector.pooling import KINDS, Postprocess, pool_box, p
 from beyondvis.retrieval.index import IndexFormatError, SearchHit
 from beyondvis.retrieval.pooling import l2n
 from beyondvis.utils import atomic_write, atomic_write_json
+from beyondvis.utils.atomic import file_sha256 as _sha256
 
 FORMAT = "beyondvis-frcnn-index"
 FORMAT_VERSION = 1
@@ -102,14 +103,6 @@ def _npz_bytes(**arrays: np.ndarray) -> bytes:
     buf = io.BytesIO()
     np.savez(buf, **arrays)
     return buf.getvalue()
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _load_npz(path: Path) -> dict[str, np.ndarray]:
