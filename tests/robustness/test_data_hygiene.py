@@ -88,3 +88,12 @@ def test_miml_conflicting_duplicates_and_escaping_names_are_errors(tmp_path):
         read_miml_records(_miml(tmp_path, ["1.jpg,1,0", "1.jpg,0,1"]))
     with pytest.raises(SetDataError, match="plain file name"):
         read_miml_records(_miml(tmp_path, ["../../etc/passwd,1,0"]))
+
+
+def test_deeply_nested_json_in_other_readers_is_a_one_line_error(tmp_path):
+    from beyondvis.data.jsonl_sets import read_jsonl_sets
+
+    deep = '{"image": "a.jpg", "labels": ' + "[" * 100_000 + "]" * 100_000 + "}"
+    (tmp_path / "train.jsonl").write_text(deep + "\n", encoding="utf-8")
+    with pytest.raises(SetDataError, match="nested too deeply"):
+        read_jsonl_sets(tmp_path / "train.jsonl")

@@ -35,6 +35,10 @@ def read_coco_instances(
         data = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
         raise SetDataError(f"{path}: malformed JSON ({exc})") from None
+    except RecursionError:
+        raise SetDataError(f"{path}: JSON nested too deeply") from None
+    except UnicodeDecodeError as exc:
+        raise SetDataError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     for key in ("images", "annotations", "categories"):
         if key not in data:
             raise SetDataError(f"{path}: no {key!r} list (not a COCO instances file)")

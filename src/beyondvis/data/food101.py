@@ -154,6 +154,8 @@ def _read_split_entries(meta: Path, split: str) -> tuple[Path, list[tuple[str, o
         raise Food101Error(f"{js}: not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
     except json.JSONDecodeError as exc:
         raise Food101Error(f"{js}:{exc.lineno}: invalid JSON ({exc.msg})") from exc
+    except RecursionError:
+        raise Food101Error(f"{js}: JSON nested too deeply") from None
     if not isinstance(data, dict):
         raise Food101Error(f'{js}: expected an object {{class: ["class/id", ...]}}')
     entries: list[tuple[str, object]] = []

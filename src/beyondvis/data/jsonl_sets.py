@@ -34,6 +34,8 @@ def read_jsonl_sets(path: str | os.PathLike) -> list[SetRecord]:
                 item = json.loads(line)
             except json.JSONDecodeError as exc:
                 raise SetDataError(f"{path}:{line_no}: malformed JSON ({exc.msg})") from None
+            except RecursionError:
+                raise SetDataError(f"{path}:{line_no}: JSON nested too deeply") from None
             if not isinstance(item, dict) or not isinstance(item.get("image"), str):
                 raise SetDataError(f"{path}:{line_no}: expected an object with an 'image' path")
             labels = item.get("labels")

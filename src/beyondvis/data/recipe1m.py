@@ -403,4 +403,6 @@ def read_recipes_jsonl(path: str | os.PathLike) -> list[dict[str, Any]]:
                 rows.append(json.loads(line))
             except json.JSONDecodeError as exc:
                 raise Recipe1MError(f"{path}:{n}: invalid JSON ({exc.msg})") from exc
+            except RecursionError:
+                raise Recipe1MError(f"{path}:{n}: JSON nested too deeply") from None
     return rows
