@@ -169,9 +169,9 @@ def register(subparsers) -> None:
 def _frcnn():
     # --method frcnn (thesis ch. 3) lives in beyondvis.retrieval.detector; its CLI module
     # imports no torch, so building the parsers stays instant
-    from beyondvis.retrieval.detector import cli
+    from beyondvis.retrieval.detector import frcnn_commands
 
-    return cli
+    return frcnn_commands
 
 
 def _add_threads(p: argparse.ArgumentParser) -> None:

@@ -43,6 +43,8 @@ _EXPORTS = {
         ".index",
     ),
     **dict.fromkeys(("DetectorBenchmark", "detector_tables"), ".benchmark"),
+    # the handlers `beyondvis index ... --method frcnn` calls (torch-free until they run)
+    "frcnn_commands": ".cli:commands",
 }
 
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())

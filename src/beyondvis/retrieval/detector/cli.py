@@ -11,6 +11,7 @@ import argparse
 import json
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 from beyondvis.cli.common import CLIError, print_json
 
@@ -274,3 +275,17 @@ def cmd_evaluate(args, device: str) -> int:
              "queries": len(bench.queries), **out},
         )  # fmt: skip
     return 0
+
+
+# what beyondvis.cli.index reaches through the package's public names
+commands = SimpleNamespace(
+    is_frcnn_index=is_frcnn_index,
+    add_build_args=add_build_args,
+    add_search_args=add_search_args,
+    add_evaluate_args=add_evaluate_args,
+    cmd_build=cmd_build,
+    cmd_add=cmd_add,
+    cmd_info=cmd_info,
+    cmd_search=cmd_search,
+    cmd_evaluate=cmd_evaluate,
+)
