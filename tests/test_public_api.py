@@ -86,7 +86,7 @@ def test_every_list_function_lists_its_registry():
         assert names and all(isinstance(x, str) for x in names), name
     assert lists["list_backbones"] == BACKBONES.names()
     assert lists["list_set_models"] == SET_MODELS.names()
-    assert lists["list_index_methods"] == ["blcf", *(f"blcf.{n}" for n in SHIPPED)]
+    assert lists["list_index_methods"] == ["blcf", *(f"blcf.{n}" for n in SHIPPED), "frcnn"]
     assert lists["list_segmentation_models"] == lists["list_rsis_configs"]
     assert "cvppp" in lists["list_segmentation_models"]
     assert "miml" in lists["list_set_configs"]
@@ -145,6 +145,10 @@ def test_create_segmentation_model_follows_its_config():
 
 def test_create_index_methods():
     from beyondvis.retrieval import IndexFormatError, shipped_model
+
+    detector = beyondvis.create_index("frcnn", max_side=160)
+    assert isinstance(detector, beyondvis.DetectorIndex) and len(detector) == 0
+    assert detector.config.max_side == 160
 
     fitted = beyondvis.create_index("blcf", codebook_size=64, max_side=128, tfidf=False)
     assert not fitted.is_trained and len(fitted) == 0

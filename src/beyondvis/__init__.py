@@ -35,7 +35,9 @@ _EXPORTS = {
     "load_config": "beyondvis.engine",
     "Trainer": "beyondvis.engine",
     # instance search (ch. 2-3)
-    **dict.fromkeys(("BLCFIndex", "create_index", "list_index_methods"), "beyondvis.retrieval"),
+    **dict.fromkeys(
+        ("BLCFIndex", "DetectorIndex", "create_index", "list_index_methods"), "beyondvis.retrieval"
+    ),
     # image-to-set (ch. 5)
     **dict.fromkeys(("create_set_model", "list_set_configs", "list_set_models"), "beyondvis.sets"),
     # recurrent instance segmentation (ch. 6)

@@ -26,10 +26,11 @@ from beyondvis.utils import lazy_exports
 
 def list_index_methods() -> list[str]:
     """Names :func:`create_index` builds: ``blcf`` (a codebook fitted on your photos with
-    ``index.train``) and ``blcf.<name>`` for each codebook shipped in the package."""
+    ``index.train``), ``blcf.<name>`` for each codebook shipped in the package, and ``frcnn``
+    (Faster R-CNN IPA/RPA features, :class:`DetectorIndex`, thesis chapter 3)."""
     from beyondvis.retrieval.index import SHIPPED
 
-    return ["blcf", *(f"blcf.{name}" for name in SHIPPED)]
+    return ["blcf", *(f"blcf.{name}" for name in SHIPPED), "frcnn"]
 
 
 def create_index(method: str = "blcf.generic", device: str = "cpu", **config: Any) -> Any:
@@ -45,6 +46,10 @@ def create_index(method: str = "blcf.generic", device: str = "cpu", **config: An
     methods = list_index_methods()
     if method not in methods:
         raise ValueError(f"unknown index method {method!r}; known: {', '.join(methods)}")
+    if method == "frcnn":  # ``config`` sets DetectorConfig fields (backbone, max_side, ...)
+        from beyondvis.retrieval.detector import DetectorConfig, DetectorIndex
+
+        return DetectorIndex(DetectorConfig(**config), device=device)
     index_fields = {f.name for f in dataclasses.fields(IndexConfig)} - {"features"}
     feature_fields = {f.name for f in dataclasses.fields(FeatureConfig)}
     unknown = sorted(set(config) - index_fields - feature_fields)
@@ -94,6 +99,19 @@ _EXPORTS = {
     ),
     "render_grid": ".visualize",
     "render_html": ".visualize",
+    **{
+        name: f".detector:{name}"
+        for name in (
+            "DetectorIndex",
+            "DetectorConfig",
+            "DetectorSearchConfig",
+            "FinetuneConfig",
+            "QueryObject",
+            "queries_from_gt",
+            "DetectorBenchmark",
+            "is_detector_index",
+        )
+    },
 }
 
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())
