@@ -22,18 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-
-def _markdown(rows: list[dict], columns: list[str]) -> str:
-    def cell(v):
-        if v is None:
-            return "-"
-        if isinstance(v, float):
-            return f"{v:.3f}" if abs(v) < 100 else f"{v:,.0f}"
-        return str(v)
-
-    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    lines += ["| " + " | ".join(cell(r.get(c)) for c in columns) + " |" for r in rows]
-    return "\n".join(lines)
+from beyondvis.utils.tables import markdown_table
 
 
 def blcf_row(root: Path, photos: list[Path], queries, gt, max_side: int) -> dict:
@@ -112,17 +101,17 @@ def main(argv: list[str] | None = None) -> int:
     if "off-the-shelf" in networks:
         out["pooling"] = pooling_rows(bench)
         print("\nSum vs max pooling, off the shelf (Table 3.1, mAP)")
-        print(_markdown(out["pooling"], ["filtering", "reranking", "map"]))
+        print(markdown_table(out["pooling"], ["filtering", "reranking", "map"]))
     out["stages"] = stage_rows(bench, networks)
     print("\nReranking and query expansion (Tables 3.2-3.3, mAP; IPA-sum, CA-SR = RPA-max)")
-    print(_markdown(out["stages"], ["stage", *networks]))
+    print(markdown_table(out["stages"], ["stage", *networks]))
     rows = cost_rows(bench, networks)
     if not args.no_blcf:
         rows.append(blcf_row(args.dataset, bench.photos, bench.queries, bench.gt, args.max_side))
     out["cost"] = rows
     print("\nDetector features vs BLCF (same photos, same machine)")
     print(
-        _markdown(
+        markdown_table(
             rows,
             ["method", "map", "bytes_per_image", "model_bytes", "query_seconds", "build_seconds"],
         )

@@ -18,6 +18,7 @@ from beyondvis.cli.common import (
     load_cli_config,
     print_json,
 )
+from beyondvis.utils import markdown_table
 from beyondvis.validation import (
     check_image_memory,
     check_writable,
@@ -633,14 +634,6 @@ def cmd_search(args) -> int:
     return 0
 
 
-def _markdown(rows: list[dict], columns: list[str]) -> str:
-    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    for r in rows:
-        cells = [f"{r[c]:.3f}" if isinstance(r[c], float) else str(r[c]) for c in columns]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
-
-
 def cmd_evaluate(args) -> int:
     import time
 
@@ -693,12 +686,12 @@ def cmd_evaluate(args) -> int:
     if "pooling" in tables:
         rows = pooling_table(bench)
         out["pooling"] = rows
-        print("\nBoW vs pooling (mAP)\n" + _markdown(rows, ["method", "mode", "map"]))
+        print("\nBoW vs pooling (mAP)\n" + markdown_table(rows, ["method", "mode", "map"]))
     if "stages" in tables:
         only = None if not args.stages else [t.strip() for t in args.stages.split(",")]
         rows = _guard(lambda: stage_table(bench, rcfg, args.qe_top, only, args.max_words or None))
         out["stages"] = rows
-        print("\nPipeline stages (mAP)\n" + _markdown(rows, ["stage", "map", "map_qaug"]))
+        print("\nPipeline stages (mAP)\n" + markdown_table(rows, ["stage", "map", "map_qaug"]))
     if "localisation" in tables:
         try:
             rows = localisation_table(bench, rcfg)
@@ -706,7 +699,7 @@ def cmd_evaluate(args) -> int:
             raise CLIError(str(exc)) from None
         out["localisation"] = rows
         cols = ["stage", "positives_reranked", "mean_iou", "iou_ge_0.3", "iou_ge_0.5"]
-        print("\nLocalisation of reranked positives\n" + _markdown(rows, cols))
+        print("\nLocalisation of reranked positives\n" + markdown_table(rows, cols))
     if args.json_out:
         atomic_write_json(args.json_out, out)
     return 0

@@ -8,6 +8,7 @@ from typing import Any
 
 from beyondvis.utils.atomic import atomic_write, atomic_write_bytes, atomic_write_json
 from beyondvis.utils.paths import shared_data_root
+from beyondvis.utils.tables import markdown_table
 
 
 def lazy_exports(
@@ -41,5 +42,6 @@ __all__ = [
     "atomic_write_bytes",
     "atomic_write_json",
     "lazy_exports",
+    "markdown_table",
     "shared_data_root",
 ]

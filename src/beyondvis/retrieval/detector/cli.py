@@ -14,6 +14,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 from beyondvis.cli.common import CLIError, print_json
+from beyondvis.utils.tables import markdown_table
 
 FORMAT = "beyondvis-frcnn-index"
 
@@ -220,19 +221,6 @@ def cmd_search(args, parse_box, device: str) -> int:
     return 0
 
 
-def _markdown(rows: list[dict], columns: list[str]) -> str:
-    def cell(v):
-        if v is None:
-            return "-"
-        if isinstance(v, float):
-            return f"{v:.3f}" if abs(v) < 100 else f"{v:,.0f}"
-        return str(v)
-
-    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    lines += ["| " + " | ".join(cell(r.get(c)) for c in columns) + " |" for r in rows]
-    return "\n".join(lines)
-
-
 def cmd_evaluate(args, device: str) -> int:
     from beyondvis.retrieval.detector import DetectorBenchmark, FinetuneConfig
     from beyondvis.retrieval.detector.benchmark import NETWORKS, detector_tables
@@ -258,15 +246,15 @@ def cmd_evaluate(args, device: str) -> int:
     print(f"{len(bench.photos)} database images, {len(bench.queries)} queries")
     if "pooling" in out:
         print("\nSum vs max pooling, off the shelf (mAP)")
-        print(_markdown(out["pooling"], ["filtering", "reranking", "map"]))
+        print(markdown_table(out["pooling"], ["filtering", "reranking", "map"]))
     if "stages" in out:
         print("\nReranking and query expansion (mAP; IPA-sum filtering, CA-SR with RPA-max)")
-        print(_markdown(out["stages"], ["stage", *networks]))
+        print(markdown_table(out["stages"], ["stage", *networks]))
     if "cost" in out:
         print("\nCost")
         cols = ["method", "map", "bytes_per_image", "model_bytes", "query_seconds",
                 "build_seconds"]  # fmt: skip
-        print(_markdown(out["cost"], cols))
+        print(markdown_table(out["cost"], cols))
     if args.json_out:
         atomic_write_json(
             args.json_out,
