@@ -36,3 +36,19 @@ def test_a_second_trainer_on_a_busy_run_folder_is_refused(tmp_path):
     assert (out / "metrics.csv").read_text() == before  # nothing deleted or appended
     rows = list(csv.DictReader((out / "metrics.csv").open()))
     assert rows and not (out / RUN_LOCK).exists()
+
+
+def test_a_truncated_last_checkpoint_on_resume_is_a_one_line_error(tmp_path):
+    from beyondvis.engine.checkpoint import CheckpointError
+    from beyondvis.errors import BeyondvisError
+
+    out = tmp_path / "run"
+    trainer = _trainer(out)
+    trainer.config.epochs = 1
+    trainer.fit()
+    last = out / "last.pt"
+    last.write_bytes(last.read_bytes()[: last.stat().st_size // 2])
+    with pytest.raises(CheckpointError, match="last.pt") as err:
+        _trainer(out).fit()
+    assert isinstance(err.value, BeyondvisError)  # what the CLI prints as one line
+    assert (out / "metrics.csv").is_file()  # the run's record is still there
