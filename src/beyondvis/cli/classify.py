@@ -76,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
         raise CLIError(str(exc)) from None
     predictions = classify_image(image, backbone.to(device), device, args.top)
     if args.json:
-        print_json({"predictions": predictions})
+        print_json({"predictions": predictions}, fmt="beyondvis.classify/1")
     else:
         width = max(len(p["label"]) for p in predictions)
         for p in predictions:

@@ -31,7 +31,15 @@ def add_device_argument(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def print_json(obj: Any) -> None:
+def print_json(obj: Any, fmt: str | None = None) -> None:
+    """Print ``obj`` as JSON. ``fmt`` (``"beyondvis.<command>/<version>"``, docs/formats.md)
+    becomes the output's first key ``"format"``; a list is wrapped as ``{"format", "rows"}``;
+    an object that names its own ``format`` (an index manifest) keeps it."""
+    if fmt is not None:
+        if not isinstance(obj, dict):
+            obj = {"format": fmt, "rows": obj}
+        elif "format" not in obj:
+            obj = {"format": fmt, **obj}
     json.dump(obj, sys.stdout, indent=2, ensure_ascii=False)
     sys.stdout.write("\n")
 

@@ -52,5 +52,7 @@ def cmd_make_instances(args) -> int:
         summary = make_instances(root, args.out, cfg)
     except (FileNotFoundError, ValueError) as exc:
         raise CLIError(str(exc)) from None
-    print_json({k: v for k, v in summary.items() if k != "sources"})
+    print_json(
+        {k: v for k, v in summary.items() if k != "sources"}, fmt="beyondvis.data.make_instances/1"
+    )
     return 0

@@ -133,7 +133,7 @@ def run_cache(args: argparse.Namespace) -> int:
         )
     except (FeatureCacheError, ValueError) as exc:
         raise CLIError(str(exc)) from None
-    print_json(_summary(cache))
+    print_json(_summary(cache), fmt="beyondvis.features.cache/1")
     return 0
 
 
@@ -144,5 +144,5 @@ def run_info(args: argparse.Namespace) -> int:
         cache = FeatureCache(args.out)
     except FeatureCacheError as exc:
         raise CLIError(str(exc)) from None
-    print_json(_summary(cache))
+    print_json(_summary(cache), fmt="beyondvis.features.cache/1")
     return 0

@@ -189,7 +189,7 @@ def run_train(args: argparse.Namespace) -> int:
         summary = run_training(cfg, export_to=args.export, resume=resume_mode(args))
     except FileNotFoundError as exc:
         raise CLIError(str(exc)) from exc
-    print_json(summary)
+    print_json(summary, fmt="beyondvis.generation.train/1")
     return 0
 
 
@@ -202,7 +202,7 @@ def run_export(args: argparse.Namespace) -> int:
         summary = export_from_checkpoints(cfg, args.ingredients, args.decoder, args.out)
     except (OSError, ValueError, CheckpointError) as exc:
         raise CLIError(str(exc)) from exc
-    print_json(summary)
+    print_json(summary, fmt="beyondvis.generation.export/1")
     return 0
 
 
@@ -230,8 +230,9 @@ def run_table(args: argparse.Namespace) -> int:
     else:
         rows = retrieval_table(data, args.bundle or PACKAGE_BUNDLE)
     if args.out:
-        Path(args.out).write_text(json.dumps(rows, indent=2) + "\n")
-    print_json(rows)
+        table = {"format": "beyondvis.generation.table/1", "rows": rows}  # as printed
+        Path(args.out).write_text(json.dumps(table, indent=2) + "\n")
+    print_json(rows, fmt="beyondvis.generation.table/1")
     return 0
 
 
@@ -270,7 +271,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
             for card in cards:
                 fh.write(json.dumps(dataclasses.asdict(card), ensure_ascii=False) + "\n")
     if args.json:
-        print_json(report)
+        print_json(report, fmt="beyondvis.generation.evaluate/1")
     else:
         sys.stdout.write(format_report(report) + "\n")
     return 0

@@ -542,7 +542,7 @@ def cmd_info(args) -> int:
     if _frcnn().is_frcnn_index(args.index):
         return _frcnn().cmd_info(args)
     manifest = _guard(lambda: read_manifest(args.index))
-    print_json(manifest)
+    print_json(manifest, fmt="beyondvis-blcf-index")
     return 0
 
 

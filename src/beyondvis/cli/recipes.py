@@ -230,7 +230,7 @@ def _text_features(args: argparse.Namespace) -> int:
     info = build_text_features(
         args.data, args.w2v_dim, skip_steps=args.skip_steps, encoder=args.encoder, seed=args.seed
     )
-    print_json(info)
+    print_json(info, fmt="beyondvis.recipes.text_features/1")
     return 0
 
 
@@ -371,7 +371,7 @@ def _search(args: argparse.Namespace) -> int:
         query = {"text": args.text, "ingredients_found": names}
     results = [{"rank": r + 1, "score": round(s, 4), **item} for r, (s, item) in enumerate(hits)]
     if args.json:
-        print_json({"query": query, "results": results})
+        print_json({"query": query, "results": results}, fmt="beyondvis.recipes.search/1")
         return 0
     if args.text is not None:
         print(f"ingredients recognised: {', '.join(query['ingredients_found']) or '(none)'}")
@@ -389,7 +389,10 @@ def _arithmetic(args: argparse.Namespace) -> int:
         raise CLIError(str(exc)) from exc
     results = [{"rank": r + 1, "score": round(s, 4), **item} for r, (s, item) in enumerate(hits)]
     if args.json:
-        print_json({"plus": args.plus, "minus": args.minus, "results": results})
+        print_json(
+            {"plus": args.plus, "minus": args.minus, "results": results},
+            fmt="beyondvis.recipes.arithmetic/1",
+        )
         return 0
     print(" + ".join(args.plus) + "".join(f" - {m}" for m in args.minus))
     for r in results:

@@ -171,7 +171,8 @@ def cmd_train(args: argparse.Namespace) -> int:
             "last_checkpoint": str(result.last_checkpoint) if result.last_checkpoint else None,
             "epochs": result.epochs,
             "steps": result.steps,
-        }
+        },
+        fmt="beyondvis.rsis.train/1",
     )
     return 0
 
@@ -226,7 +227,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         plot_error_analysis(out, str(args.plot))
         out["plot"] = str(args.plot)
     if args.json:
-        print_json(out)
+        print_json(out, fmt="beyondvis.rsis.eval/1")
     else:
         print(
             f"{splits.name} {args.split}: {out['num_images']} images ({args.resolution} resolution)"
@@ -341,7 +342,7 @@ def cmd_tune_stop(args: argparse.Namespace) -> int:
            "split": args.split, "config_stop_threshold": cfg.inference.stop_threshold,
            "best": best, "sweep": rows}  # fmt: skip
     if args.json:
-        print_json(out)
+        print_json(out, fmt="beyondvis.rsis.tune_stop/1")
     else:
         print(f"{'threshold':>9}  {'SBD':>6}  {'DiC':>6}  {'|DiC|':>6}")
         for r in rows:
@@ -369,7 +370,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         raise CLIError(f"cannot export {args.checkpoint}: {exc}") from None
     meta["out"] = str(args.out)
     meta["bytes"] = args.out.stat().st_size
-    print_json(meta)
+    print_json(meta, fmt="beyondvis.rsis.export/1")
     return 0
 
 
@@ -400,7 +401,7 @@ def cmd_data(args: argparse.Namespace) -> int:
             "objects_min": int(c.min()) if len(c) else 0,
             "objects_max": int(c.max()) if len(c) else 0,
         }
-    print_json(out)
+    print_json(out, fmt="beyondvis.rsis.data/1")
     return 0
 
 

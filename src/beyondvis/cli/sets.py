@@ -155,7 +155,8 @@ def cmd_train(args: argparse.Namespace) -> int:
             "epochs": result.epochs,
             "steps": result.steps,
             "stopped_early": result.stopped_early,
-        }
+        },
+        fmt="beyondvis.sets.train/1",
     )
     return 0
 
@@ -194,7 +195,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         plot_f1_by_cardinality({report["model"]: metrics.f1_by_cardinality()}, args.plot)
         report["plot"] = str(args.plot)
     if args.json:
-        print_json(report)
+        print_json(report, fmt="beyondvis.sets.eval/1")
     else:
         print(f"{report['model']} on {where}: {int(report['num_images'])} images")
         for key in ("o_f1", "c_f1", "i_f1", "iou", "card_err", "p@1"):
@@ -230,7 +231,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
         )
     except (SetDataError, ValueError, RuntimeError) as exc:
         raise CLIError(str(exc)) from None
-    print_json(summary)
+    print_json(summary, fmt="beyondvis.sets.tune/1")
     print(
         f"{summary['model']}: {summary['trials']} trials ({summary['completed']} completed, "
         f"{summary['pruned']} pruned), {summary['trial_epochs_total']:g} training epochs, "
@@ -254,7 +255,7 @@ def cmd_probe(args: argparse.Namespace) -> int:
     except (SetDataError, ValueError) as exc:
         raise CLIError(str(exc)) from None
     report.pop("_metrics")
-    print_json(report)
+    print_json(report, fmt="beyondvis.sets.probe/1")
     return 0
 
 
@@ -285,7 +286,10 @@ def cmd_data(args: argparse.Namespace) -> int:
         splits = read_splits(cfg.data)
     except SetDataError as exc:
         raise CLIError(str(exc)) from None
-    print_json({**splits.summary(), "vocab": splits.vocab[:50], "notes": splits.notes})
+    print_json(
+        {**splits.summary(), "vocab": splits.vocab[:50], "notes": splits.notes},
+        fmt="beyondvis.sets.data/1",
+    )
     return 0
 
 

@@ -59,7 +59,7 @@ from beyondvis.sets.data import (
     collate_sets,
     eval_transform,
 )
-from beyondvis.sets.metrics import SetMetrics
+from beyondvis.sets.metrics import SetMetrics, cardinality_rows
 from beyondvis.sets.models import SET_MODELS, FeedForwardSet, PredictorConfig, SetPredictor
 from beyondvis.validation import ValidationError
 
@@ -715,10 +715,7 @@ def metrics_report(
     """The eval JSON: every metric, I-F1 per cardinality, the empty-set caveat of ``ff_td``."""
     out: dict[str, Any] = {"format": EVAL_FORMAT, "model": model_name, "split": split}
     out.update(metrics.compute())
-    out["i_f1_by_cardinality"] = {
-        str(k): {"mean": m, "ci95": h, "images": n}
-        for k, (m, h, n) in metrics.f1_by_cardinality().items()
-    }
+    out["i_f1_by_cardinality"] = cardinality_rows(metrics)
     out["represents_empty_set"] = predictor.represents_empty_set
     empty = sum(1 for r in records if not r.labels)
     if not predictor.represents_empty_set:

@@ -147,3 +147,12 @@ def plot_f1_by_cardinality(
     plt.close(fig)
     atomic_write_bytes(path, buffer.getvalue())
     return Path(path)
+
+
+def cardinality_rows(metrics: SetMetrics) -> dict[str, dict[str, float]]:
+    """I-F1 by true cardinality in the one shape every output uses (``sets eval`` too):
+    ``{"<k>": {"mean", "ci95", "images"}}``."""
+    return {
+        str(k): {"mean": m, "ci95": h, "images": n}
+        for k, (m, h, n) in metrics.f1_by_cardinality().items()
+    }

@@ -50,7 +50,7 @@ from beyondvis.sets.experiment import (
     test_report,
     train,
 )
-from beyondvis.sets.metrics import plot_f1_by_cardinality
+from beyondvis.sets.metrics import cardinality_rows, plot_f1_by_cardinality
 from beyondvis.utils import atomic_write, atomic_write_json
 
 log = logging.getLogger(__name__)
@@ -245,9 +245,7 @@ def run_table(
                 "train_seconds": seconds,
                 "checkpoint": str(checkpoint),
                 "overrides": overrides,
-                "i_f1_by_cardinality": {
-                    str(k): list(v) for k, v in metrics.f1_by_cardinality().items()
-                },
+                "i_f1_by_cardinality": cardinality_rows(metrics),
                 "warning": report.get("warning"),
             }
             log.info("%s: test O-F1 %.4f", key, report["o_f1"])
@@ -315,13 +313,24 @@ def summarize(results: dict[str, Any], spec: TableSpec) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _card_entry(entry: Any) -> tuple[float, float, int]:
+    """(mean, ci95, images) of one cardinality; results files written before the shapes were
+    unified hold ``[mean, ci95, images]`` lists."""
+    if isinstance(entry, dict):
+        return entry["mean"], entry["ci95"], entry["images"]
+    mean, ci95, images = entry
+    return mean, ci95, images
+
+
 def _plot(results: dict[str, Any], spec: TableSpec, path: Path) -> None:
     """I-F1 vs true cardinality of each model, averaged over its seeds (Figure 5.4)."""
     curves = {}
     for variant in spec.probe:
         run = results.get(f"probe/{variant}")
         if run is not None:
-            curves[run["name"]] = {int(c): tuple(v) for c, v in run["i_f1_by_cardinality"].items()}
+            curves[run["name"]] = {
+                int(c): _card_entry(v) for c, v in run["i_f1_by_cardinality"].items()
+            }
     for name in spec.models:
         per_card: dict[int, list[float]] = {}
         counts: dict[int, int] = {}
@@ -329,7 +338,8 @@ def _plot(results: dict[str, Any], spec: TableSpec, path: Path) -> None:
             run = results.get(f"{name}/seed{seed}")
             if run is None:
                 continue
-            for card, (mean, _, n) in run["i_f1_by_cardinality"].items():
+            for card, entry in run["i_f1_by_cardinality"].items():
+                mean, _, n = _card_entry(entry)
                 per_card.setdefault(int(card), []).append(mean)
                 counts[int(card)] = n
         if per_card:

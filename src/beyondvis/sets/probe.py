@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from beyondvis.data.sets_readers import SetSplits
-from beyondvis.sets.metrics import SetMetrics
+from beyondvis.sets.metrics import SetMetrics, cardinality_rows
 
 log = logging.getLogger(__name__)
 
@@ -149,9 +149,7 @@ def run_probe(
             "train_images": int(x_train.shape[0]),
             "train_seconds": time.perf_counter() - start_wall,
             "cpu_seconds": time.process_time() - start_cpu,
-            "i_f1_by_cardinality": {
-                str(k): list(v) for k, v in metrics.f1_by_cardinality().items()
-            },
+            "i_f1_by_cardinality": cardinality_rows(metrics),
         }
     )
     out["_metrics"] = metrics
