@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from beyondvis.data.sets_readers import SetDataError, SetRecord, SetSplits, require_file
+from beyondvis.utils.paths import is_plain_file_name
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +61,7 @@ def read_miml_records(root: str | os.PathLike) -> tuple[list[SetRecord], list[st
                 raise SetDataError(f"{path}:{line_no}: label flags must be 0/1, got {row}")
             labels = [name for name, flag in zip(vocab, flags) if flag]
             name = row[0].strip()
-            if not name or name.startswith(".") or any(c in name for c in "/\\:\0"):
+            if not is_plain_file_name(name):
                 raise SetDataError(
                     f"{path}:{line_no}: {name!r} is not a plain file name (images/<name>)"
                 )

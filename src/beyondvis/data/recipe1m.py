@@ -21,6 +21,7 @@ from typing import Any
 
 from beyondvis.errors import BeyondvisError
 from beyondvis.utils import atomic_write
+from beyondvis.utils.paths import is_plain_file_name
 
 PARTITIONS = ("train", "val", "test")
 _CHUNK = 1 << 20
@@ -228,7 +229,7 @@ def read_layer2(path: str | os.PathLike, report: ReadReport | None = None) -> di
         except (KeyError, TypeError):
             report.skip(f"layer2[{n}]", "needs 'id' and 'images': [{'id': ...}]")
             continue
-        unsafe = [i for i in ids if not is_safe_image_id(i)]
+        unsafe = [i for i in ids if not is_plain_file_name(i)]
         if unsafe:
             report.skip(
                 f"layer2[{n}] id={rid}",
@@ -259,20 +260,9 @@ def read_det_ingrs(
     return out
 
 
-def is_safe_image_id(image_id: str) -> bool:
-    """A plain file name: no separator, not ``.``/``..``, no drive or NUL (``../../x`` and
-    ``/etc/passwd`` must not reach outside ``images/``)."""
-    return (
-        bool(image_id)
-        and image_id not in (".", "..")
-        and not image_id.startswith(".")
-        and not any(c in image_id for c in "/\\:\0")
-    )
-
-
 def image_path(root: str | os.PathLike, partition: str, image_id: str) -> Path:
     """``root/images/<partition>/a/b/c/d/<image_id>`` (the official Recipe1M layout)."""
-    if not is_safe_image_id(image_id):
+    if not is_plain_file_name(image_id):
         raise Recipe1MError(f"image id {image_id!r} is not a plain file name")
     if partition not in PARTITIONS:
         raise Recipe1MError(f"partition {partition!r} is not one of {PARTITIONS}")

@@ -20,3 +20,10 @@ def shared_data_root(subdir: str | None = None) -> Path | None:
     if subdir:
         root = root / subdir
     return root if root.exists() else None
+
+
+def is_plain_file_name(name: str) -> bool:
+    """A file name a dataset's listing may give: no path separator, no drive colon or NUL, and
+    not starting with a dot (so not ``.``/``..`` either). ``../../x`` and ``/etc/passwd`` from
+    a listing must not reach outside the dataset's image folder."""
+    return bool(name) and not name.startswith(".") and not any(c in name for c in "/\\:\0")
