@@ -481,23 +481,26 @@ def _count_done(path: Path) -> int:
         return 0
 
 
-def _finished(out: Path, fingerprint: str) -> bool:
-    try:
-        meta = json.loads((out / "meta.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return False
-    return isinstance(meta, dict) and meta.get("fingerprint") == fingerprint
-
-
-def _prepare_folder(out: Path, fingerprint: str, overwrite: bool) -> None:
-    existing = None
+def _stored_fingerprint(out: Path) -> tuple[str, str] | None:
+    """``(file, fingerprint)`` of the cache in ``out``: from ``meta.json`` when finished, else
+    from ``state.json`` of an interrupted job; ``None`` for a folder without a cache."""
     for name in ("meta.json", "state.json"):
         if (out / name).is_file():
             try:
-                existing = json.loads((out / name).read_text(encoding="utf-8")).get("fingerprint")
+                data = json.loads((out / name).read_text(encoding="utf-8"))
+                return name, data.get("fingerprint") if isinstance(data, dict) else "unreadable"
             except (OSError, json.JSONDecodeError):
-                existing = "unreadable"
-            break
+                return name, "unreadable"
+    return None
+
+
+def _finished(out: Path, fingerprint: str) -> bool:
+    return _stored_fingerprint(out) == ("meta.json", fingerprint)
+
+
+def _prepare_folder(out: Path, fingerprint: str, overwrite: bool) -> None:
+    stored = _stored_fingerprint(out)
+    existing = None if stored is None else stored[1]
     if existing is not None and existing != fingerprint:
         if not overwrite:
             raise FeatureCacheError(
