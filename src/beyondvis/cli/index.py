@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import logging
 from dataclasses import asdict
 from pathlib import Path
@@ -336,22 +335,6 @@ def _photos(folder: Path) -> list[Path]:
     return paths
 
 
-@contextlib.contextmanager
-def _locked(folder: Path):
-    """The index folder's writer lock, its refusal as a one-line error."""
-    from beyondvis.retrieval import IndexFormatError, folder_lock
-
-    lock = folder_lock(folder)
-    try:
-        lock.__enter__()
-    except IndexFormatError as exc:
-        raise CLIError(str(exc)) from None
-    try:
-        yield
-    finally:
-        lock.__exit__(None, None, None)
-
-
 def _guard(fn):
     from beyondvis.retrieval import BackboneMismatchError, IndexFormatError
 
@@ -396,13 +379,13 @@ def _check_shipped_overrides(args) -> None:
 
 
 def cmd_build(args) -> int:
-    from beyondvis.retrieval import MANIFEST, BLCFIndex, load_model_only
+    from beyondvis.retrieval import MANIFEST, BLCFIndex, folder_lock, load_model_only
 
     _set_threads(args)
     check_writable(args.out, "index folder")  # before any photo is read
     photos = _photos(args.photos)
     if args.method == "frcnn":
-        return _frcnn().cmd_build(args, photos, _locked, _device(args))
+        return _frcnn().cmd_build(args, photos, folder_lock, _device(args))
     if (args.out / MANIFEST).exists():
         raise CLIError(f"{args.out} already holds an index; use `index add` or another --out")
     # photos are encoded one at a time at up to max_side: --max-side 100000 would run out
@@ -428,7 +411,7 @@ def cmd_build(args) -> int:
         _check_shipped_overrides(args)
         index = _guard(lambda: BLCFIndex.pretrained(config=_config(args), device=device))
     work = args.out / "work"
-    with _locked(args.out):
+    with folder_lock(args.out):  # a refusal is a BeyondvisError: one line from main()
         _check_build_settings(work, index, args)
         if not index.is_trained:
             _guard(lambda: index.train(photos, work_dir=work, progress=True, workers=args.workers))
@@ -490,15 +473,15 @@ def _check_build_settings(work: Path, index, args) -> None:
 
 
 def cmd_add(args) -> int:
-    from beyondvis.retrieval import MANIFEST, BLCFIndex
+    from beyondvis.retrieval import MANIFEST, BLCFIndex, folder_lock
 
     _set_threads(args)
     photos = _photos(args.photos)
     if _frcnn().is_frcnn_index(args.index):
-        return _frcnn().cmd_add(args, photos, _locked, _device(args))
+        return _frcnn().cmd_add(args, photos, folder_lock, _device(args))
     if not (args.index / MANIFEST).is_file():  # its error, before the lock makes a folder
         _guard(lambda: BLCFIndex.load(args.index, device=_device(args)))
-    with _locked(args.index):
+    with folder_lock(args.index):
         # loaded under the lock: two concurrent adds each loaded the index first, and the
         # later save dropped the other's photos (450 of 600 kept)
         index = _guard(lambda: BLCFIndex.load(args.index, device=_device(args)))
