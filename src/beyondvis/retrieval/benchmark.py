@@ -1,14 +1,16 @@
 """Thesis-style experiments on an Oxford-format benchmark (e.g. ``beyondvis data make-instances``).
 
 Local features of every database photo and every (augmented) query view are extracted once
-and cached; the codebook, the BoW stages and the pooling baselines then run on the cache, so
-trying a search variant costs seconds, not a backbone pass.
+into the engine's feature cache (ragged layout: each map keeps its photo's aspect ratio; the
+photo size rides along as per-item info), which resumes a killed extraction, skips unreadable
+photos with a reason and checks its checksums on open. The codebook, the BoW stages and the
+pooling baselines then run on the cache, so trying a search variant costs seconds, not a
+backbone pass.
 """
 
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import logging
 import time
@@ -16,9 +18,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
+from torch.utils.data import Dataset
 
 from beyondvis.data.oxford import read_gt_files
-from beyondvis.io import ImageLoadError, iter_image_paths, load_image
+from beyondvis.engine.features import FeatureCache, cache_features
+from beyondvis.io import ImageListDataset, ImageLoadError, iter_image_paths, load_image
 from beyondvis.retrieval.bow import box_mask, distance_weights
 from beyondvis.retrieval.evaluate import mean_average_precision
 from beyondvis.retrieval.features import LocalFeatureExtractor
@@ -26,7 +30,6 @@ from beyondvis.retrieval.index import BLCFIndex, IndexConfig, Model
 from beyondvis.retrieval.pooling import POOLINGS, DenseIndex, PCAWhitening
 from beyondvis.retrieval.rerank import RerankConfig
 from beyondvis.retrieval.search import BLCFSearcher, SearchConfig, augment_query, make_view
-from beyondvis.utils import atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -36,29 +39,41 @@ def _cache_key(config: IndexConfig) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
-def _save_features(path: Path, names: list[str], feats: list[np.ndarray], sizes: list) -> None:
-    shapes = np.array([f.shape for f in feats], np.int32)
-    buf = io.BytesIO()
-    np.savez(
-        buf,
-        names=np.array(names),
-        shapes=shapes,
-        sizes=np.array(sizes, np.int32).reshape(-1, 2),
-        data=np.concatenate([f.reshape(-1) for f in feats]).astype(np.float16),
-    )
-    with atomic_write(path, "wb") as f:
-        f.write(buf.getvalue())
+FEATURES_SOURCE = "blcf-local-features"
 
 
-def _load_features(path: Path) -> tuple[list[str], list[np.ndarray], np.ndarray]:
-    with np.load(path, allow_pickle=False) as d:
-        names, shapes, sizes, data = list(d["names"]), d["shapes"], d["sizes"], d["data"]
-    offsets = np.concatenate([[0], np.cumsum(shapes.prod(axis=1))])
-    feats = [
-        data[offsets[i] : offsets[i + 1]].astype(np.float32).reshape(shapes[i])
-        for i in range(len(shapes))
-    ]
-    return names, feats, sizes
+def _photo_size(item: dict) -> tuple[int, int]:
+    """Per-item info stored next to each map: the (width, height) it was computed from."""
+    return item["image"].size
+
+
+class _QueryViews(Dataset):
+    """Item k is one augmented view (original, flip, zoom; thesis Sec. 2.3.2) of a query photo.
+
+    Views of one photo are consecutive, and the last photo's views are kept, so each query
+    photo is decoded once more than the count needs, not once per view.
+    """
+
+    def __init__(self, bench: InstanceBenchmark) -> None:
+        self.views: list[tuple[Path, tuple[float, ...] | None, int]] = []
+        self.item_ids: list[str] = []
+        for q in bench.queries:
+            path = bench.query_path(q.image)
+            blank = load_image_size_stub(load_image(path).size)
+            for v in range(len(augment_query(blank, q.box))):
+                self.views.append((path, q.box, v))
+                self.item_ids.append(f"{q.name}#{v}")
+        self._last: tuple[Path | None, list] = (None, [])
+
+    def __len__(self) -> int:
+        return len(self.views)
+
+    def __getitem__(self, k: int) -> dict:
+        path, box, v = self.views[k]
+        if self._last[0] != path:
+            self._last = (path, augment_query(load_image(path), box))
+        image = self._last[1][v][0]
+        return {"image": image}
 
 
 @dataclass
@@ -75,6 +90,8 @@ class InstanceBenchmark:
         self.queries = read_gt_files(self.root / "gt_files")
         self.gt = {q.name: q.as_gt() for q in self.queries}
         self._extractor: LocalFeatureExtractor | None = None
+        self._database: tuple[list[str], list[np.ndarray], np.ndarray] | None = None
+        self._query_items: list[QueryItem] | None = None
 
     @property
     def images_dir(self) -> Path:
@@ -97,40 +114,66 @@ class InstanceBenchmark:
         return self._extractor
 
     # ------------------------------------------------------------------ features
-    def database(self) -> tuple[list[str], list[np.ndarray], np.ndarray]:
-        path = self.cache / "database.npz"
-        if not path.exists():
-            names, feats, sizes = [], [], []
-            t0 = time.perf_counter()
-            from tqdm import tqdm
+    def _maps(self, images: list) -> list[np.ndarray]:
+        """The cache's source: (h, w, D) local features of each photo (the extractor and its
+        backbone load only when a photo has to be computed)."""
+        return [self.extractor(image) for image in images]
 
+    def _cached(self, dataset: Dataset, folder: str, item_ids: list[str]) -> FeatureCache:
+        # one folder per item list: photos added to the benchmark get a fresh cache instead of
+        # a refusal to write into the old one (whose fingerprint no longer matches)
+        digest = hashlib.sha256("\n".join(item_ids).encode()).hexdigest()[:10]
+        cache = cache_features(
+            self._maps,
+            dataset,
+            self.cache / f"{folder}-{digest}",
+            name=FEATURES_SOURCE,
+            batch_size=1,
+            dtype="float16",
+            device=self.device,
+            item_ids=item_ids,
+            fingerprint_extra=asdict(self.config.features),
+            ragged=True,
+            info_fn=_photo_size,
+        )
+        for entry in cache.skipped:
+            log.warning("skipped %s: %s", entry["id"], entry["reason"])
+        return cache
+
+    @staticmethod
+    def _read(cache: FeatureCache) -> tuple[list[np.ndarray], list[tuple[int, int]]]:
+        feats = [cache.array(i).astype(np.float32) for i in range(len(cache))]
+        info = cache.info if cache.info is not None else np.zeros((0, 2))  # always written
+        return feats, [(int(w), int(h)) for w, h in info]
+
+    def database(self) -> tuple[list[str], list[np.ndarray], np.ndarray]:
+        """Names, (h, w, D) float32 maps and (width, height) of the readable database photos."""
+        if self._database is None:
             paths = list(iter_image_paths(self.images_dir))
-            for p in tqdm(paths, desc="database features", unit="img", mininterval=10):
-                try:
-                    image = load_image(p)
-                except ImageLoadError as exc:
-                    log.warning("skipped %s: %s", p, exc.reason)
-                    continue
-                names.append(p.stem)
-                feats.append(self.extractor(image))
-                sizes.append(image.size)
+            # ids relative to the images folder: the cache survives moving the benchmark
+            ids = [Path(p).relative_to(self.images_dir).as_posix() for p in paths]
+            t0 = time.perf_counter()
+            cache = self._cached(ImageListDataset(paths), "database", ids)
+            feats, sizes = self._read(cache)
+            names = [Path(i).stem for i in cache.item_ids]
             log.info("database features: %d images in %.1fs", len(names), time.perf_counter() - t0)
-            _save_features(path, names, feats, sizes)
-        return _load_features(path)
+            self._database = (names, feats, np.array(sizes, np.int32).reshape(-1, 2))
+        return self._database
 
     def query_items(self) -> list[QueryItem]:
-        path = self.cache / "queries.npz"
-        if not path.exists():
-            names, feats, sizes = [], [], []
-            for q in self.queries:
-                image = load_image(self.query_path(q.image))
-                for v, (im, _box, _m) in enumerate(augment_query(image, q.box)):
-                    names.append(f"{q.name}#{v}")
-                    feats.append(self.extractor(im))
-                    sizes.append(im.size)
-            _save_features(path, names, feats, sizes)
-        names, feats, sizes = _load_features(path)
-        by_name = {n: (f, tuple(int(v) for v in s)) for n, f, s in zip(names, feats, sizes)}
+        """The queries with their views' maps, sizes and boxes (read once per benchmark)."""
+        if self._query_items is None:
+            self._query_items = self._read_queries()
+        return self._query_items
+
+    def _read_queries(self) -> list[QueryItem]:
+        views = _QueryViews(self)
+        cache = self._cached(views, "queries", views.item_ids)
+        if cache.skipped:
+            bad = cache.skipped[0]
+            raise ImageLoadError(bad["id"], f"query view unreadable: {bad['reason']}")
+        feats, sizes = self._read(cache)
+        by_name = dict(zip(cache.item_ids, zip(feats, sizes)))
         items = []
         for q in self.queries:
             image_size = by_name[f"{q.name}#0"][1]
