@@ -17,8 +17,8 @@ import time
 import numpy as np
 import torch
 
-from beyondvis.recipes.index import EmbeddingIndex
-from beyondvis.recipes.model import JointConfig, JointEmbedding
+from beyondvis.recipes.retrieval.index import EmbeddingIndex
+from beyondvis.recipes.retrieval.model import JointConfig, JointEmbedding
 
 
 def _timeit(fn, repeat: int) -> float:

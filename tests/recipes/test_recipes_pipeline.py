@@ -11,12 +11,17 @@ import numpy as np
 import pytest
 
 from beyondvis.cli.main import main
-from beyondvis.recipes.features import ImageFeatures, build_text_features
-from beyondvis.recipes.ingredients import RuleBasedExtractor
-from beyondvis.recipes.prepare import PrepareConfig, prepare
-from beyondvis.recipes.search import RecipeSearcher, build_bundle
-from beyondvis.recipes.tagger import TrainedTagger
-from beyondvis.recipes.train import JointTrainConfig, fit_cca_baseline, random_baseline, train_joint
+from beyondvis.recipes.pipeline.ingredients import RuleBasedExtractor
+from beyondvis.recipes.pipeline.prepare import PrepareConfig, prepare
+from beyondvis.recipes.pipeline.tagger import TrainedTagger
+from beyondvis.recipes.retrieval.features import ImageFeatures, build_text_features
+from beyondvis.recipes.retrieval.search import RecipeSearcher, build_bundle
+from beyondvis.recipes.retrieval.train import (
+    JointTrainConfig,
+    fit_cca_baseline,
+    random_baseline,
+    train_joint,
+)
 
 DISHES = {
     "tomato soup": ["tomato", "onion", "garlic", "olive oil"],

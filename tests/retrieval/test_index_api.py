@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from beyondvis.recipes.index import EmbeddingIndex
+from beyondvis.recipes.retrieval.index import EmbeddingIndex
 from beyondvis.retrieval.index import BLCFIndex
 
 METHODS = ("train", "add", "search", "save", "load", "merge", "__len__")

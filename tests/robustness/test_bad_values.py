@@ -170,7 +170,7 @@ def test_the_same_rules_hold_in_every_system(system, cls_path, override, message
     if cls_path == "segmentation":
         from beyondvis.segmentation.experiment import RSISConfig as cls
     else:
-        from beyondvis.recipes.train import JointTrainConfig as cls
+        from beyondvis.recipes.retrieval.train import JointTrainConfig as cls
     # ValueError: the segmentation dataclass's own stricter check (a multiple of 32) runs first
     with pytest.raises((ConfigError, ValueError), match=message):
         load_config(system, cls, [override])
@@ -179,7 +179,7 @@ def test_the_same_rules_hold_in_every_system(system, cls_path, override, message
 def test_every_packaged_config_passes_the_rules():
     from beyondvis.engine import list_configs, load_config
     from beyondvis.recipes.generation.experiment import GenerationConfig
-    from beyondvis.recipes.train import JointTrainConfig
+    from beyondvis.recipes.retrieval.train import JointTrainConfig
     from beyondvis.retrieval import IndexConfig
     from beyondvis.segmentation.experiment import RSISConfig
     from beyondvis.sets.experiment import SetsConfig
@@ -261,7 +261,7 @@ def test_an_empty_image_folder_for_sets_train_is_one_line(tmp_path, capsys):
     "name, module, cls",
     [
         ("segmentation/cvppp", "beyondvis.segmentation.experiment", "RSISConfig"),
-        ("recipes/joint", "beyondvis.recipes.train", "JointTrainConfig"),
+        ("recipes/joint", "beyondvis.recipes.retrieval.train", "JointTrainConfig"),
     ],
 )
 def test_monitor_names_are_checked_on_load_in_rsis_and_recipes(name, module, cls):

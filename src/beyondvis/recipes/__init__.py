@@ -1,5 +1,7 @@
-"""Recipes: the Recipe1M pipeline (thesis ch. 7), image-recipe retrieval (ch. 8) and recipe
-generation from a photo (ch. 9, :mod:`beyondvis.recipes.generation`).
+"""Recipes, one subpackage per thesis chapter: the Recipe1M pipeline (ch. 7,
+:mod:`beyondvis.recipes.pipeline`), image-recipe retrieval (ch. 8,
+:mod:`beyondvis.recipes.retrieval`) and recipe generation from a photo (ch. 9,
+:mod:`beyondvis.recipes.generation`).
 
 >>> from beyondvis.io import load_image
 >>> from beyondvis.recipes import list_recipe_models, load_recipe_model
@@ -61,37 +63,37 @@ def load_recipe_model(name: str = "cook", **kwargs: Any) -> Any:
     if name == "cook":
         return load_cook_model(**kwargs)
     if name == "recipe_retriever":
-        from beyondvis.recipes.card_retrieval import RecipeRetriever
+        from beyondvis.recipes.retrieval.card_retrieval import RecipeRetriever
 
         return RecipeRetriever.load(**kwargs)
     raise ValueError(f"unknown recipe model {name!r}; known: {', '.join(list_recipe_models())}")
 
 
 _EXPORTS = {
-    # ch. 7: Recipe1M preparation (``prepare`` is also the submodule's name)
-    "PrepareConfig": ".prepare",
-    "prepare_recipe1m": ".prepare:prepare",
-    "format_stats": ".prepare",
-    "build_text_features": ".features",
-    "build_image_features": ".features",
-    "RecipeFeatures": ".features",
-    "ImageFeatures": ".features",
-    "Vocabulary": ".text",
-    # ch. 8: image <-> recipe retrieval
-    "JointConfig": ".model",
-    "JointEmbedding": ".model",
+    # ch. 7: Recipe1M preparation (beyondvis.recipes.pipeline)
+    "PrepareConfig": ".pipeline",
+    "prepare_recipe1m": ".pipeline",
+    "format_stats": ".pipeline",
+    "build_text_features": ".retrieval",
+    "build_image_features": ".retrieval",
+    "RecipeFeatures": ".retrieval",
+    "ImageFeatures": ".retrieval",
+    "Vocabulary": ".pipeline",
+    # ch. 8: image <-> recipe retrieval (beyondvis.recipes.retrieval)
+    "JointConfig": ".retrieval",
+    "JointEmbedding": ".retrieval",
     **dict.fromkeys(
         ("JointTrainConfig", "fit_cca_baseline", "load_joint", "random_baseline", "train_joint"),
-        ".train",
+        ".retrieval",
     ),
-    "build_bundle": ".search",
-    "RecipeSearcher": ".search",
-    "EmbeddingIndex": ".index",
-    "retrieval_metrics": ".metrics",
+    "build_bundle": ".retrieval",
+    "RecipeSearcher": ".retrieval",
+    "EmbeddingIndex": ".retrieval",
+    "retrieval_metrics": ".retrieval",
     # the card's real recipes
-    "RecipeRetriever": ".card_retrieval",
-    "RetrievalAssetError": ".card_retrieval",
-    "format_retrieved": ".card_retrieval",
+    "RecipeRetriever": ".retrieval",
+    "RetrievalAssetError": ".retrieval",
+    "format_retrieved": ".retrieval",
     # ch. 9: the cook model of beyondvis.recipes.generation
     **{name: ".generation" for name in ("CookModel", "OrtCookModel", "PACKAGE_BUNDLE")},
 }

@@ -23,7 +23,7 @@ from beyondvis.recipes.generation.evaluate import (
     without_staples,
 )
 from beyondvis.recipes.generation.metrics import IngredientMatcher
-from beyondvis.recipes.ingredients import IngredientVocabulary
+from beyondvis.recipes.pipeline.ingredients import IngredientVocabulary
 
 
 def test_title_names_dish_is_case_and_plural_insensitive():

@@ -21,8 +21,8 @@ from beyondvis.recipes.generation.training import (
     train_decoder,
     train_ingredients,
 )
-from beyondvis.recipes.ingredients import IngredientVocabulary
-from beyondvis.recipes.text import Vocabulary, tokenize
+from beyondvis.recipes.pipeline.ingredients import IngredientVocabulary
+from beyondvis.recipes.pipeline.text import Vocabulary, tokenize
 
 INGREDIENTS = ["salt", "sugar", "flour", "egg", "butter", "milk"]
 STEPS = ["mix the flour and sugar .", "add egg and milk .", "bake until golden ."]

@@ -9,7 +9,7 @@ from helpers_generation import tiny_config, tiny_decoder, tiny_inputs
 from beyondvis.engine import save_checkpoint
 from beyondvis.recipes.generation.data import GenRecipe, add_dish_words
 from beyondvis.recipes.generation.training import cap_weak_items, warm_start
-from beyondvis.recipes.text import Vocabulary
+from beyondvis.recipes.pipeline.text import Vocabulary
 
 
 def test_extend_appends_and_keeps_every_old_id():

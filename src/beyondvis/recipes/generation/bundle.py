@@ -42,7 +42,7 @@ from beyondvis.recipes.generation.decoder import InstructionDecoder
 from beyondvis.recipes.generation.decoding import generate
 from beyondvis.recipes.generation.dedup import dedup_ingredients
 from beyondvis.recipes.generation.sequences import split_recipe
-from beyondvis.recipes.ingredients import STAPLES
+from beyondvis.recipes.pipeline.ingredients import STAPLES
 from beyondvis.utils import atomic_write_bytes, atomic_write_json
 
 BUNDLE_FORMAT_VERSION = 1
@@ -224,7 +224,7 @@ class CookModel:
         self, probs: np.ndarray, k: int | None = None, feature_map: Tensor | None = None
     ) -> list[dict[str, Any]]:
         """The ``k`` (default ``retrieve_k``) closest real recipes. With the card-retrieval
-        assets (``beyondvis.recipes.card_retrieval``): Recipes I joint image embedding of
+        assets (``beyondvis.recipes.retrieval.card_retrieval``): Recipes I joint image embedding of
         ``feature_map`` + predicted ingredients; dicts with id, title, score, source, licence
         and, where the licence allows, ingredients and instructions. Else by ingredients only."""
         k = self.retrieve_k if k is None else k

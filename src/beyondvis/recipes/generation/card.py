@@ -87,7 +87,7 @@ def find_card_retriever(folder: str | Path | None, error: type[Exception]) -> An
     None, as when the assets are not installed: ingredient-only fallback (a user-trained
     bundle then ranks its own recipes). A corrupt asset raises ``error``."""
     try:
-        from beyondvis.recipes.card_retrieval import (
+        from beyondvis.recipes.retrieval.card_retrieval import (
             MANIFEST,
             PACKAGE_ASSETS,
             RecipeRetriever,

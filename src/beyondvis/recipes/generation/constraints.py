@@ -80,9 +80,9 @@ class DecodingRules:
 
 
 def word_groups(itos: Sequence[str]) -> dict[int, frozenset[int]]:
-    """For every word id whose singular/plural key (:func:`beyondvis.recipes.text.word_key`) is shared with
+    """For every word id whose singular/plural key (:func:`beyondvis.recipes.pipeline.text.word_key`) is shared with
     other ids, those other ids ("eggs" -> {"egg"}); words alone in their group are left out."""
-    from beyondvis.recipes.text import word_key
+    from beyondvis.recipes.pipeline.text import word_key
 
     by_key: dict[str, list[int]] = {}
     for i, w in enumerate(itos):

@@ -21,10 +21,10 @@ import numpy as np
 import torch
 
 from beyondvis.data.recipe1m import image_path, read_recipes_jsonl
-from beyondvis.recipes.ingredients import IngredientVocabulary
-from beyondvis.recipes.text import EOI as EOI_TOKEN
-from beyondvis.recipes.text import START as START_TOKEN
-from beyondvis.recipes.text import Vocabulary, recipe_tokens, tokenize
+from beyondvis.recipes.pipeline.ingredients import IngredientVocabulary
+from beyondvis.recipes.pipeline.text import EOI as EOI_TOKEN
+from beyondvis.recipes.pipeline.text import START as START_TOKEN
+from beyondvis.recipes.pipeline.text import Vocabulary, recipe_tokens, tokenize
 from beyondvis.utils import atomic_write_bytes, atomic_write_json
 
 log = logging.getLogger(__name__)

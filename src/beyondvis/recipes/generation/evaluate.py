@@ -40,8 +40,8 @@ from typing import Any
 
 from beyondvis.errors import BeyondvisError
 from beyondvis.recipes.generation.metrics import IngredientMatcher, word_key
-from beyondvis.recipes.ingredients import STAPLES as _PANTRY_STAPLES
-from beyondvis.recipes.ingredients import IngredientVocabulary, normalize_name
+from beyondvis.recipes.pipeline.ingredients import STAPLES as _PANTRY_STAPLES
+from beyondvis.recipes.pipeline.ingredients import IngredientVocabulary, normalize_name
 from beyondvis.utils.progress import show_progress
 
 EVAL_FORMAT = "beyondvis.generation.evaluate/1"

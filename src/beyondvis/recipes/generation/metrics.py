@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from beyondvis.recipes.text import word_key
+from beyondvis.recipes.pipeline.text import word_key
 from beyondvis.sets.metrics import SetMetrics
 
 

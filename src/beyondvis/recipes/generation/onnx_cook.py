@@ -12,7 +12,7 @@ docstring) and :class:`OrtCookModel` runs the same card as the PyTorch
 * decoding is the same greedy / beam / sampling loop as :mod:`.decoding` with the same
   anti-repetition rules (:mod:`.constraints`, torch-free), over an incremental decoder step
   whose self-attention keys/values are carried between calls;
-* retrieval uses the shipped real recipes (:mod:`beyondvis.recipes.card_retrieval`, NumPy) when
+* retrieval uses the shipped real recipes (:mod:`beyondvis.recipes.retrieval.card_retrieval`, NumPy) when
   its assets are present, else the bundle's ingredient index.
 
 Nothing here imports torch; :func:`has_onnx` says whether a bundle can be cooked this way.

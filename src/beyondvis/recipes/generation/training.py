@@ -111,7 +111,7 @@ def warm_start(model: nn.Module, checkpoint: str | Path) -> list[str]:
     """Load ``checkpoint``'s weights into ``model`` before training starts.
 
     A tensor whose first dimension grew (word rows of a vocabulary extended with
-    :meth:`~beyondvis.recipes.text.Vocabulary.extend`, which only appends) gets the old rows
+    :meth:`~beyondvis.recipes.pipeline.text.Vocabulary.extend`, which only appends) gets the old rows
     and keeps its fresh initialisation for the new ones; any other shape difference is an
     error naming the tensor. Returns the names of the partly loaded tensors.
     """

@@ -1,7 +1,7 @@
 """The thesis' learned ingredient-name extractor: a bi-LSTM that scores every word of an
 ingredient line (logistic regression per token: is it part of the ingredient name?).
 
-Labels come from the corpus (see :func:`beyondvis.recipes.ingredients.label_line`); training
+Labels come from the corpus (see :func:`beyondvis.recipes.pipeline.ingredients.label_line`); training
 uses the shared engine.
 """
 
@@ -18,8 +18,8 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from beyondvis.engine import TrainConfig, Trainer, load_checkpoint, seed_everything
-from beyondvis.recipes.ingredients import tags_to_name
-from beyondvis.recipes.text import PAD, UNK, Vocabulary, tokenize
+from beyondvis.recipes.pipeline.ingredients import tags_to_name
+from beyondvis.recipes.pipeline.text import PAD, UNK, Vocabulary, tokenize
 
 
 @dataclasses.dataclass

@@ -22,16 +22,16 @@ from typing import Any
 import numpy as np
 
 from beyondvis.data.recipe1m import clean_recipes, load_recipe1m, write_recipes_jsonl
-from beyondvis.recipes.categories import SemanticCategories
-from beyondvis.recipes.ingredients import (
+from beyondvis.recipes.pipeline.categories import SemanticCategories
+from beyondvis.recipes.pipeline.ingredients import (
     IngredientVocabulary,
     RuleBasedExtractor,
     build_name_lexicon,
     label_line,
     normalize_name,
 )
-from beyondvis.recipes.tagger import TaggerConfig, train_tagger
-from beyondvis.recipes.text import build_instruction_vocab, tokenize
+from beyondvis.recipes.pipeline.tagger import TaggerConfig, train_tagger
+from beyondvis.recipes.pipeline.text import build_instruction_vocab, tokenize
 from beyondvis.utils import atomic_write_json
 
 log = logging.getLogger(__name__)

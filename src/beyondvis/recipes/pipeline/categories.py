@@ -15,7 +15,7 @@ from collections.abc import Iterable, Sequence
 from importlib import resources
 from pathlib import Path
 
-from beyondvis.recipes.text import tokenize
+from beyondvis.recipes.pipeline.text import tokenize
 from beyondvis.utils import atomic_write_json
 
 BACKGROUND = "<background>"

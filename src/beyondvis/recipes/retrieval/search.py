@@ -5,7 +5,7 @@ self-contained folder that ``RecipeSearcher`` loads:
 
 * ``model.pt`` (joint embedding), ``skip_instructions.pt`` (encoder only, no decoders),
   ``ingredient_vocab.json``, ``instruction_vocab.json``, ``bundle.json`` (format version);
-* ``recipes/`` and ``images/`` — :class:`~beyondvis.recipes.index.EmbeddingIndex` folders.
+* ``recipes/`` and ``images/`` — :class:`~beyondvis.recipes.retrieval.index.EmbeddingIndex` folders.
 
 The recipe generator can load the same bundle to fetch the closest real recipes.
 """
@@ -22,17 +22,17 @@ import torch
 
 from beyondvis.data.recipe1m import read_recipes_jsonl
 from beyondvis.engine import load_checkpoint, save_checkpoint
-from beyondvis.recipes.features import (
+from beyondvis.recipes.pipeline.ingredients import IngredientVocabulary
+from beyondvis.recipes.pipeline.text import Vocabulary
+from beyondvis.recipes.retrieval.features import (
     MAX_INGREDIENTS,
     MAX_STEPS,
     ImageFeatures,
     RecipeFeatures,
 )
-from beyondvis.recipes.index import EmbeddingIndex, arithmetic_query
-from beyondvis.recipes.ingredients import IngredientVocabulary
-from beyondvis.recipes.skip_instructions import SkipInstructions, StepEncoder
-from beyondvis.recipes.text import Vocabulary
-from beyondvis.recipes.train import embed_images, embed_recipes, load_joint
+from beyondvis.recipes.retrieval.index import EmbeddingIndex, arithmetic_query
+from beyondvis.recipes.retrieval.skip_instructions import SkipInstructions, StepEncoder
+from beyondvis.recipes.retrieval.train import embed_images, embed_recipes, load_joint
 from beyondvis.utils import atomic_write_json
 
 BUNDLE_FORMAT_VERSION = 1

@@ -4,14 +4,14 @@ Query side in numpy only (no torch at import or query time), so that a torch-fre
 (ONNX Runtime backbone) can use it. Two signals:
 
 * the Recipes I joint embedding (thesis ch. 8): the image head (residual adapter + projection,
-  ``beyondvis.recipes.model.JointEmbedding.embed_image``) re-implemented in numpy over the
+  ``beyondvis.recipes.retrieval.model.JointEmbedding.embed_image``) re-implemented in numpy over the
   pooled EfficientNet-Lite0 features, against precomputed float16 recipe embeddings;
 * predicted ingredients: cosine of idf-weighted ingredient vectors (the card's former
   ingredient-only retrieval), matched by name so any ingredient vocabulary can query it.
 
 ``score = (1 - w) * cos_image + w * cos_ingredients``, ``w`` chosen on the validation photos
 and stored in the manifest. The asset folder (``beyondvis/assets/recipes``, written by
-``python -m beyondvis.recipes.card_export export``) holds:
+``python -m beyondvis.recipes.retrieval.card_export export``) holds:
 
 * ``card_retrieval.json`` — manifest: ``format``, sizes, default weight, the source table with
   licences, and the SHA-256 and size of every other file (verified on load);
@@ -43,7 +43,7 @@ from beyondvis.utils.atomic import file_sha256
 
 CARD_FORMAT_VERSION = 1
 MANIFEST = "card_retrieval.json"
-PACKAGE_ASSETS = Path(__file__).resolve().parents[1] / "assets" / "recipes"
+PACKAGE_ASSETS = Path(__file__).resolve().parents[2] / "assets" / "recipes"
 ASSET_FILES = (
     "image_head.npz",
     "recipe_embeddings.npy",

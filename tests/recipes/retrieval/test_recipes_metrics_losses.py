@@ -8,15 +8,15 @@ import numpy as np
 import pytest
 import torch
 
-from beyondvis.recipes.cca import fit_cca
-from beyondvis.recipes.index import EmbeddingIndex, IndexFormatError, arithmetic_query
-from beyondvis.recipes.losses import (
+from beyondvis.recipes.retrieval.cca import fit_cca
+from beyondvis.recipes.retrieval.index import EmbeddingIndex, IndexFormatError, arithmetic_query
+from beyondvis.recipes.retrieval.losses import (
     bidirectional_triplet_loss,
     contrastive_loss,
     cosine_pair_loss,
     semantic_loss,
 )
-from beyondvis.recipes.metrics import (
+from beyondvis.recipes.retrieval.metrics import (
     rank_metrics,
     ranks_from_similarity,
     retrieval_metrics,

@@ -1,11 +1,11 @@
-"""Write and measure the card-retrieval assets (``beyondvis.recipes.card_retrieval``).
+"""Write and measure the card-retrieval assets (``beyondvis.recipes.retrieval.card_retrieval``).
 
-``python -m beyondvis.recipes.card_export export`` turns a trained Recipes I joint embedding
+``python -m beyondvis.recipes.retrieval.card_export export`` turns a trained Recipes I joint embedding
 (``beyondvis recipes train``) and its prepared folder into the small numpy asset folder the
 card loads, measures it on the validation/test photos with the card's own pipeline (the shipped
 cook model's backbone and ingredient predictor), chooses the weight of the ingredient signal
 on the validation photos and stores it, with the numbers, in the manifest.
-``python -m beyondvis.recipes.card_export evaluate`` re-measures an asset folder.
+``python -m beyondvis.recipes.retrieval.card_export evaluate`` re-measures an asset folder.
 
 Metrics: image -> recipe, one (recipe, first photo) pair per recipe with photos, ranks are
 1-based and pessimistic on ties. Two candidate sets: ``pairs`` (only the split's recipes with
@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from beyondvis.recipes.card_retrieval import (
+from beyondvis.recipes.retrieval.card_retrieval import (
     ASSET_FILES,
     CARD_FORMAT_VERSION,
     MANIFEST,
@@ -36,7 +36,7 @@ from beyondvis.recipes.card_retrieval import (
     file_sha256,
     source_key,
 )
-from beyondvis.recipes.metrics import rank_metrics
+from beyondvis.recipes.retrieval.metrics import rank_metrics
 from beyondvis.utils import atomic_write_bytes, atomic_write_json
 
 WEIGHT_GRID = tuple(round(0.05 * i, 2) for i in range(21))
@@ -81,9 +81,9 @@ def export_assets(
     import torch
 
     from beyondvis.data.recipe1m import read_recipes_jsonl
-    from beyondvis.recipes.features import MAX_INGREDIENTS, RecipeFeatures
-    from beyondvis.recipes.ingredients import IngredientVocabulary
-    from beyondvis.recipes.train import embed_recipes, load_joint
+    from beyondvis.recipes.pipeline.ingredients import IngredientVocabulary
+    from beyondvis.recipes.retrieval.features import MAX_INGREDIENTS, RecipeFeatures
+    from beyondvis.recipes.retrieval.train import embed_recipes, load_joint
 
     prep, out = Path(prep_dir), Path(out_dir)
     model, extra = load_joint(model_path)
@@ -192,7 +192,7 @@ def train_card_embedding(
     cfg: Any,
     food101_features: str | Path | None = None,
 ) -> dict[str, Any]:
-    """``beyondvis.recipes.train.train_joint`` plus, optionally, weak image-recipe pairs from
+    """``beyondvis.recipes.retrieval.train.train_joint`` plus, optionally, weak image-recipe pairs from
     dish-labelled photos (Food-101 layout, pooled features of ``FeatureExtractor``, with the
     dish as ``recipe_ids``): each training recipe whose title names a dish is paired with all
     the photos of that dish (one drawn per visit). Model selection stays on the recipe1m_mini
@@ -203,9 +203,9 @@ def train_card_embedding(
     import torch
 
     from beyondvis.engine import Trainer, load_checkpoint
-    from beyondvis.recipes.categories import SemanticCategories
-    from beyondvis.recipes.features import ImageFeatures
-    from beyondvis.recipes.train import (
+    from beyondvis.recipes.pipeline.categories import SemanticCategories
+    from beyondvis.recipes.retrieval.features import ImageFeatures
+    from beyondvis.recipes.retrieval.train import (
         JointPairs,
         PairData,
         _Forward,
@@ -443,7 +443,7 @@ def food101_features(root: str | Path, split: str, out: str | Path) -> dict[str,
     """Pooled efficientnet_lite0 features of a Food-101-layout split (dish as ``recipe_ids``)."""
     from beyondvis.backbones import FeatureExtractor, create_backbone
     from beyondvis.data.food101 import load_food101
-    from beyondvis.recipes.features import ImageFeatures
+    from beyondvis.recipes.retrieval.features import ImageFeatures
 
     photos = load_food101(root, split)
     extractor = FeatureExtractor(create_backbone("efficientnet_lite0"), output="pooled")
@@ -461,7 +461,7 @@ def food101_features(root: str | Path, split: str, out: str | Path) -> dict[str,
 def main(argv: list[str] | None = None) -> int:
     fmt = argparse.ArgumentDefaultsHelpFormatter
     parser = argparse.ArgumentParser(
-        prog="python -m beyondvis.recipes.card_export",
+        prog="python -m beyondvis.recipes.retrieval.card_export",
         description="Train / export / measure the real-recipe retrieval of the recipe card.",
         formatter_class=fmt,
     )
@@ -516,7 +516,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.cmd == "train":
         from beyondvis.engine import load_config
-        from beyondvis.recipes.train import JointTrainConfig
+        from beyondvis.recipes.retrieval.train import JointTrainConfig
 
         cfg = load_config(args.config or {}, JointTrainConfig, overrides=args.set)
         result = train_card_embedding(args.data, args.out, cfg, args.food101_features)

@@ -6,13 +6,13 @@ from collections import Counter
 
 import pytest
 
-from beyondvis.recipes.categories import (
+from beyondvis.recipes.pipeline.categories import (
     BACKGROUND,
     SemanticCategories,
     food101_classes,
     title_bigrams,
 )
-from beyondvis.recipes.ingredients import (
+from beyondvis.recipes.pipeline.ingredients import (
     IngredientVocabulary,
     build_name_lexicon,
     label_line,
@@ -20,7 +20,7 @@ from beyondvis.recipes.ingredients import (
     reduce_vocabulary,
     tags_to_name,
 )
-from beyondvis.recipes.text import (
+from beyondvis.recipes.pipeline.text import (
     END,
     EOI,
     START,

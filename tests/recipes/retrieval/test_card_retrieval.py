@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from beyondvis.recipes.card_retrieval import (
+from beyondvis.recipes.retrieval.card_retrieval import (
     ASSET_FILES,
     CARD_FORMAT_VERSION,
     MANIFEST,
@@ -184,7 +184,7 @@ def test_numpy_only_import(tmp_path: Path) -> None:
     write_assets(tmp_path)
     code = (
         "import sys, numpy as np\n"
-        "from beyondvis.recipes.card_retrieval import RecipeRetriever\n"
+        "from beyondvis.recipes.retrieval.card_retrieval import RecipeRetriever\n"
         f"r = RecipeRetriever.load({str(tmp_path)!r})\n"
         f"r.search(np.ones({D_IMG}), np.ones(2), ['beef', 'salt'], k=2)\n"
         "bad = [m for m in ('torch', 'torchvision', 'timm') if m in sys.modules]\n"
@@ -194,7 +194,7 @@ def test_numpy_only_import(tmp_path: Path) -> None:
 
 
 def test_shipped_assets_load_when_present() -> None:
-    from beyondvis.recipes.card_retrieval import PACKAGE_ASSETS
+    from beyondvis.recipes.retrieval.card_retrieval import PACKAGE_ASSETS
 
     if not (PACKAGE_ASSETS / MANIFEST).is_file():
         pytest.skip("no card-retrieval assets shipped in this checkout")

@@ -19,7 +19,7 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from beyondvis.recipes.text import tokenize
+from beyondvis.recipes.pipeline.text import tokenize
 from beyondvis.utils import atomic_write_json
 
 INGREDIENT_VOCAB_FORMAT_VERSION = 1

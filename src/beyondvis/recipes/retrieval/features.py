@@ -18,10 +18,14 @@ from typing import Any
 import numpy as np
 
 from beyondvis.data.recipe1m import image_path, read_recipes_jsonl
-from beyondvis.recipes.ingredients import IngredientVocabulary
-from beyondvis.recipes.skip_instructions import StepEncoder, train_skip_instructions
-from beyondvis.recipes.text import Vocabulary
-from beyondvis.recipes.word2vec import load_vectors, save_vectors, train_ingredient_word2vec
+from beyondvis.recipes.pipeline.ingredients import IngredientVocabulary
+from beyondvis.recipes.pipeline.text import Vocabulary
+from beyondvis.recipes.retrieval.skip_instructions import StepEncoder, train_skip_instructions
+from beyondvis.recipes.retrieval.word2vec import (
+    load_vectors,
+    save_vectors,
+    train_ingredient_word2vec,
+)
 from beyondvis.utils import atomic_write, atomic_write_json
 
 FEATURES_FORMAT_VERSION = 1
@@ -140,7 +144,7 @@ def build_text_features(
         step_encoder.save(text_dir / "skip_instructions.pt")
         info["skip_instructions"] = skip_info
     elif encoder == "minilm":
-        from beyondvis.recipes.skip_instructions import MiniLMStepEncoder
+        from beyondvis.recipes.retrieval.skip_instructions import MiniLMStepEncoder
 
         step_encoder = MiniLMStepEncoder()
     else:
@@ -156,7 +160,7 @@ def build_text_features(
 def load_step_encoder(prep_dir: str | Path, encoder: str = "skip") -> Any:
     prep = Path(prep_dir)
     if encoder == "minilm":
-        from beyondvis.recipes.skip_instructions import MiniLMStepEncoder
+        from beyondvis.recipes.retrieval.skip_instructions import MiniLMStepEncoder
 
         return MiniLMStepEncoder()
     words = Vocabulary.load(prep / "instruction_vocab.json")

@@ -23,15 +23,15 @@ from beyondvis.engine import (
     save_checkpoint,
     seed_everything,
 )
-from beyondvis.recipes.cca import fit_cca
-from beyondvis.recipes.features import ImageFeatures, RecipeFeatures, load_w2v
-from beyondvis.recipes.losses import (
+from beyondvis.recipes.retrieval.cca import fit_cca
+from beyondvis.recipes.retrieval.features import ImageFeatures, RecipeFeatures, load_w2v
+from beyondvis.recipes.retrieval.losses import (
     bidirectional_triplet_loss,
     contrastive_loss,
     cosine_pair_loss,
 )
-from beyondvis.recipes.metrics import subset_evaluation
-from beyondvis.recipes.model import JointConfig, JointEmbedding
+from beyondvis.recipes.retrieval.metrics import subset_evaluation
+from beyondvis.recipes.retrieval.model import JointConfig, JointEmbedding
 
 LOSSES = ("cosine", "triplet", "contrastive")
 
@@ -271,7 +271,7 @@ def build_model(
 
 def train_joint(prep_dir: str | Path, out_dir: str | Path, cfg: JointTrainConfig) -> dict[str, Any]:
     """Two-stage training; writes ``out_dir/model.pt`` and returns the test metrics."""
-    from beyondvis.recipes.categories import SemanticCategories
+    from beyondvis.recipes.pipeline.categories import SemanticCategories
 
     prep, out = Path(prep_dir), Path(out_dir)
     recipes, images, w2v = load_inputs(prep, cfg.encoder)

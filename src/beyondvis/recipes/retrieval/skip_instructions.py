@@ -21,7 +21,7 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence
 
 from beyondvis.engine import TrainConfig, Trainer, load_checkpoint, save_checkpoint
-from beyondvis.recipes.text import END, START, Vocabulary, tokenize
+from beyondvis.recipes.pipeline.text import END, START, Vocabulary, tokenize
 
 
 @dataclasses.dataclass
