@@ -94,6 +94,7 @@ def cache_features(
     input_fn: Callable[[Any], Any] | None = None,
     fingerprint_extra: Any = None,
     overwrite: bool = False,
+    replace_stale: bool = False,
     progress: bool = True,
     channels_last: bool = False,
     ragged: bool = False,
@@ -111,6 +112,11 @@ def cache_features(
     source then gets a list of inputs when they cannot be stacked and may return a list of
     ``(...)`` tensors or arrays, one per input. ``info_fn(item) -> numbers`` stores K side
     values per item (e.g. the photo's size) in ``info.npy``, read back as ``cache.info``.
+
+    A folder holding a cache of another source or item list is an error, unless
+    ``replace_stale=True`` (its cache files are removed and rebuilt: for a folder that always
+    holds the features of "the current data", such as a prepared dataset's photos) or
+    ``overwrite=True`` (rebuild even a matching cache).
     """
     if dtype not in DTYPES:
         raise ValueError(f"dtype must be one of {sorted(DTYPES)}, got {dtype!r}")
@@ -136,7 +142,7 @@ def cache_features(
                 lock.enter_context(folder_lock(out, LOCK_NAME))
             except FolderLockedError as exc:
                 raise FeatureCacheError(str(exc)) from None
-        _on_main(ctx, lambda: _prepare_folder(out, fingerprint, overwrite))
+        _on_main(ctx, lambda: _prepare_folder(out, fingerprint, overwrite, replace_stale))
         if (out / "meta.json").is_file():  # finished and matching: reuse
             finished = True
             return FeatureCache(out)
@@ -156,6 +162,55 @@ def cache_features(
         if owns:
             ctx.close(sync=finished)  # after an error a peer may never reach the barrier
     return FeatureCache(out)
+
+
+def cache_image_features(
+    paths: Sequence[str | os.PathLike],
+    out_dir: str | os.PathLike,
+    backbone: str | nn.Module = "efficientnet_lite0",
+    *,
+    output: str = "pooled",
+    size: int | None = None,
+    batch_size: int = 32,
+    num_workers: int = 0,
+    dtype: str = "float32",
+    runtime: str = "auto",
+    device: str | torch.device | None = "auto",
+    item_ids: Sequence[str] | None = None,
+    overwrite: bool = False,
+    replace_stale: bool = False,
+    progress: bool = True,
+) -> FeatureCache:
+    """Frozen backbone features of image files, through :func:`cache_features`.
+
+    ``backbone`` is a registered name (``beyondvis.backbones``) or a backbone; ``output`` is
+    ``"pooled"`` (B, D) or ``"map"`` (B, D, h, w) at ``size`` px (centre crop; default: the
+    backbone's input size). Runs on the fast :class:`~beyondvis.backbones.FeatureExtractor`
+    (ONNX Runtime on CPU), so unlike a module source its weights are fingerprinted here.
+    Unreadable photos are skipped (``cache.skipped``); a killed job resumes.
+    """
+    from beyondvis.backbones import FeatureExtractor, create_backbone
+    from beyondvis.backbones.extractor import weights_fingerprint
+    from beyondvis.io import ImageListDataset
+
+    model = create_backbone(backbone) if isinstance(backbone, str) else backbone
+    extractor = FeatureExtractor(model, output=output, runtime=runtime, device=device)
+    dataset = ImageListDataset(paths, transform=model.transform(train=False, size=size))
+    return cache_features(
+        extractor,
+        dataset,
+        out_dir,
+        name=f"{getattr(model, 'name', type(model).__name__)}.{output}",
+        batch_size=batch_size,
+        num_workers=num_workers,
+        dtype=dtype,
+        device=extractor.device,
+        item_ids=item_ids,
+        fingerprint_extra={"weights": weights_fingerprint(model), "output": output, "size": size},
+        overwrite=overwrite,
+        replace_stale=replace_stale,
+        progress=progress,
+    )
 
 
 class FeatureCache:
@@ -757,15 +812,16 @@ def _finished(out: Path, fingerprint: str) -> bool:
     return _stored_fingerprint(out) == ("meta.json", fingerprint)
 
 
-def _prepare_folder(out: Path, fingerprint: str, overwrite: bool) -> None:
+def _prepare_folder(out: Path, fingerprint: str, overwrite: bool, replace_stale: bool) -> None:
     stored = _stored_fingerprint(out)
     existing = None if stored is None else stored[1]
     if existing is not None and existing != fingerprint:
-        if not overwrite:
+        if not (overwrite or replace_stale):
             raise FeatureCacheError(
                 f"{out} holds features of a different source/data (fingerprint {existing[:12]} "
                 f"!= {fingerprint[:12]}); pass overwrite=True or choose another folder"
             )
+        log.info("replacing the feature cache in %s (other source or data)", out)
         _remove_cache_files(out)
     elif overwrite and existing is not None:
         _remove_cache_files(out)

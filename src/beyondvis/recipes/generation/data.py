@@ -5,14 +5,14 @@
 * instructions: ``<start> title <eoi> step ... <end>`` ids of the Recipes I instruction
   vocabulary (``instruction_vocab.json``), 150 tokens at most;
 * images: frozen EfficientNet-Lite0 last feature maps (1280 x 7 x 7 at 224 px), extracted once
-  and cached as float16 ``.npy`` + JSON meta (written atomically, with a format version).
+  into the engine's feature cache (float16; resumes a killed extraction, skips unreadable
+  photos with their reason, checksummed and versioned).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
-import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -25,11 +25,9 @@ from beyondvis.recipes.pipeline.ingredients import IngredientVocabulary
 from beyondvis.recipes.pipeline.text import EOI as EOI_TOKEN
 from beyondvis.recipes.pipeline.text import START as START_TOKEN
 from beyondvis.recipes.pipeline.text import Vocabulary, recipe_tokens, tokenize
-from beyondvis.utils import atomic_write_bytes, atomic_write_json
 
 log = logging.getLogger(__name__)
 
-FEATURE_CACHE_VERSION = 1
 MAX_INGREDIENTS = 20
 SPLITS = ("train", "val", "test")
 
@@ -79,54 +77,38 @@ def load_prepared(prepared_dir: str | Path, max_len: int = 150) -> tuple[list[di
 
 
 def _feature_key(paths: list[str], size: int) -> str:
-    h = hashlib.sha1(f"v{FEATURE_CACHE_VERSION}|{size}|".encode())
+    # one cache folder per photo list and size, so train/eval subsets never refuse each other
+    h = hashlib.sha1(f"{size}|".encode())
     for p in paths:
         h.update(p.encode() + b"\0")
     return h.hexdigest()[:16]
 
 
 def extract_feature_maps(
-    paths: list[str], cache_dir: str | Path, size: int = 224, batch_size: int = 16
+    paths: list[str],
+    cache_dir: str | Path,
+    size: int = 224,
+    batch_size: int = 16,
+    backbone: str = "efficientnet_lite0",
+    runtime: str = "auto",
 ) -> tuple[torch.Tensor, list[bool]]:
     """Frozen EfficientNet-Lite0 last feature maps of ``paths`` (cached): (N, 1280, h, w), ok mask.
 
     Unreadable photos are skipped and reported; their rows are zero and ``ok`` is False.
     """
-    from beyondvis.backbones import FeatureExtractor, create_backbone
+    from beyondvis.engine.features import cache_image_features
 
-    cache_dir = Path(cache_dir)
-    key = _feature_key(paths, size)
-    npy, meta_path = cache_dir / f"maps-{key}.npy", cache_dir / f"maps-{key}.json"
-    if npy.is_file() and meta_path.is_file():
-        meta = json.loads(meta_path.read_text())
-        if meta.get("format_version") == FEATURE_CACHE_VERSION and meta.get("n") == len(paths):
-            return torch.from_numpy(np.load(npy)), list(meta["ok"])
-    extractor = FeatureExtractor(create_backbone("efficientnet_lite0"), output="map")
-    result = extractor.extract_paths(paths, batch_size=batch_size, size=size)
-    maps = result.features
-    out = torch.zeros((len(paths), *maps.shape[1:]), dtype=torch.float16)
-    ok = [False] * len(paths)
-    for row, index in enumerate(result.indices):
-        out[index] = maps[row].half()
-        ok[index] = True
-    for bad in result.errors:
-        log.warning("no features for %s: %s", bad.path, bad.reason)
-    import io
-
-    buf = io.BytesIO()
-    np.save(buf, out.numpy())
-    atomic_write_bytes(npy, buf.getvalue())
-    atomic_write_json(
-        meta_path,
-        {
-            "format_version": FEATURE_CACHE_VERSION,
-            "n": len(paths),
-            "size": size,
-            "ok": ok,
-            "paths": paths,
-        },
-    )
-    return out, ok
+    folder = Path(cache_dir) / f"maps-{_feature_key(paths, size)}"
+    cache = cache_image_features(
+        paths, folder, backbone, output="map", size=size, batch_size=batch_size,
+        dtype="float16", runtime=runtime,
+    )  # fmt: skip
+    ok = np.zeros(len(paths), dtype=bool)
+    ok[cache.rows] = True
+    for bad in cache.skipped:
+        log.warning("no features for %s: %s", bad["id"], bad["reason"])
+    # skipped rows of the memory map are zeros; one copy into memory, as training reads it all
+    return torch.from_numpy(np.array(cache.features)), ok.tolist()
 
 
 def build_data(

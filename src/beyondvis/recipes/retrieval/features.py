@@ -207,35 +207,46 @@ def build_image_features(
     root: str | Path,
     backbone: str = "efficientnet_lite0",
     batch_size: int = 16,
+    runtime: str = "auto",
 ) -> dict[str, Any]:
-    """Frozen pooled backbone features of every photo of the prepared recipes."""
-    from beyondvis.backbones import FeatureExtractor, create_backbone
+    """Frozen pooled backbone features of every photo of the prepared recipes.
+
+    Extraction goes through the engine's feature cache in ``image_cache/<backbone>/`` (a killed
+    run resumes, unreadable photos are skipped and listed, a finished cache of the same photos
+    and weights is reused; a cache of an older photo list is replaced); ``image_features.npz``
+    holds the readable photos for training.
+    """
+    from beyondvis.engine.features import cache_image_features
 
     prep = Path(prep_dir)
     rows = read_recipes_jsonl(prep / "recipes.jsonl")
     paths, image_ids, recipe_ids = [], [], []
     for r in rows:
         for img in r.get("images", []):
-            paths.append(image_path(root, r["partition"], img))
+            paths.append(str(image_path(root, r["partition"], img)))
             image_ids.append(img)
             recipe_ids.append(r["id"])
     if not paths:
         raise ValueError("no recipe with images: nothing to extract")
-    extractor = FeatureExtractor(create_backbone(backbone), output="pooled")
-    result = extractor.extract_paths(paths, batch_size=batch_size)
-    keep = result.indices
+    folder = prep / "image_cache" / backbone
+    cache = cache_image_features(
+        paths, folder, backbone, output="pooled", batch_size=batch_size, runtime=runtime,
+        replace_stale=True,
+    )  # fmt: skip
+    keep = cache.rows
     feats = ImageFeatures(
         [image_ids[i] for i in keep],
         [recipe_ids[i] for i in keep],
-        result.features.numpy().astype(np.float32),
+        np.asarray(cache.features[keep], dtype=np.float32),
         backbone,
     )
     feats.save(prep / "image_features.npz")
     info = {
         "backbone": backbone,
         "images": len(keep),
-        "skipped": [f"{e.path}: {e.reason}" for e in result.errors],
+        "skipped": [f"{s['id']}: {s['reason']}" for s in cache.skipped],
         "dim": int(feats.features.shape[1]),
+        "cache": str(folder),
     }
     atomic_write_json(prep / "image_features.json", info)
     return info
