@@ -19,15 +19,12 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import textwrap
 from pathlib import Path
 from typing import Any
 
 from beyondvis.cli.common import CLIError
+from beyondvis.recipes.generation import RUNTIMES
 from beyondvis.validation import device_choice
-
-COOK_JSON_FORMAT = 1
-RUNTIMES = ("auto", "onnxruntime", "torch")
 
 
 def _threads(value: str) -> int:
@@ -116,131 +113,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
-# -- output ------------------------------------------------------------------------------------
-def format_card(result: Any, retrieved_in_full: bool = True) -> str:
-    lines = [result.title, "=" * len(result.title), "", "Ingredients:"]
-    width = max((len(i["name"]) for i in result.ingredients), default=0)
-    for ing in result.ingredients:
-        lines.append(f"  - {ing['name']:<{width}}  {ing['prob']:.2f}")
-    if not result.ingredients:
-        lines.append("  (none predicted)")
-    lines += ["", "Instructions:"]
-    for n, step in enumerate(result.instructions, 1):
-        lines.append(
-            textwrap.fill(
-                step, 88, initial_indent=f"  {n}. ", subsequent_indent=" " * (len(str(n)) + 4)
-            )
-        )
-    if not result.instructions:
-        lines.append("  (no steps generated)")
-    if result.retrieved:
-        lines += ["", "Closest real recipes:"]
-        for r in result.retrieved:
-            source = f"  ({r['source']})" if r.get("source") else ""
-            lines.append(f"  {r['score']:.3f}  {r['title']}  [{r['id']}]{source}")
-        # Only the shipped real recipes (card_retrieval) carry a source and maybe the text;
-        # the bundle's ingredient index knows titles and ids, already listed above.
-        if retrieved_in_full and "source" in result.retrieved[0]:
-            lines += ["", "Best real recipe:", "", _format_retrieved(result.retrieved[0])]
-    return "\n".join(lines)
-
-
-def _format_retrieved(recipe: dict[str, Any]) -> str:
-    from beyondvis.recipes import format_retrieved
-
-    return format_retrieved(recipe)
-
-
-def card_json(result: Any, photo: str, runtime: str, decode: str) -> dict[str, Any]:
-    return {
-        "format": COOK_JSON_FORMAT,
-        "photo": photo,
-        "runtime": runtime,
-        "decode": decode,
-        **result.to_json(),
-    }
-
-
-# -- models ------------------------------------------------------------------------------------
-class _TorchCook:
-    """The PyTorch ``CookModel`` behind the same ``cook(image, decode, seed, retrieve)`` call
-    as the ONNX Runtime model."""
-
-    runtime = "torch"
-
-    def __init__(self, folder: Path, device: str, threads: int | None) -> None:
-        import torch
-
-        from beyondvis import resolve_device
-        from beyondvis.recipes.generation import BundleError, CookModel
-
-        if threads is not None:
-            torch.set_num_threads(threads)
-        try:
-            self.model = CookModel(folder, device=str(resolve_device(device)))
-        except (BundleError, ValueError) as exc:
-            raise CLIError(str(exc)) from exc
-        self.default_decode = self.model.decoding["method"]
-
-    def cook(self, image: Any, decode: str, seed: int, retrieve: int) -> Any:
-        import torch
-
-        options: dict[str, Any] = {}
-        if decode == "sample":
-            options["generator"] = torch.Generator(device=self.model.device).manual_seed(seed)
-        self.model.retrieve_k = retrieve
-        return self.model.cook(image, decode, **options)
-
-
-class _OrtCook:
-    runtime = "onnxruntime"
-
-    def __init__(self, folder: Path, threads: int | None) -> None:
-        from beyondvis.recipes.generation import OrtCookModel
-
-        self.model = OrtCookModel(folder, threads=threads)
-        self.default_decode = self.model.default_decode
-
-    def cook(self, image: Any, decode: str, seed: int, retrieve: int) -> Any:
-        self.model.retrieve_k = retrieve
-        return self.model.cook(image, decode, seed=seed)
-
-
-def load_cook_model(
-    folder: Path, runtime: str = "auto", device: str = "auto", threads: int | None = None
-) -> _OrtCook | _TorchCook:
-    """The card's model on ``runtime``; ``auto`` takes ONNX Runtime when the bundle has a
-    usable ONNX export and ``device`` is ``auto`` or ``cpu``, else PyTorch (warning on stderr
-    when an export is there but unusable, e.g. stale after re-saving ``model.pt``)."""
-    from beyondvis.recipes.generation import OnnxBundleError, has_onnx
-
-    if runtime == "onnxruntime" and device not in ("auto", "cpu"):
-        raise CLIError(f"--runtime onnxruntime runs on the CPU; got --device {device}")
-    if runtime == "onnxruntime" or (
-        runtime == "auto" and device in ("auto", "cpu") and has_onnx(folder)
-    ):
-        try:
-            return _OrtCook(folder, threads)
-        except OnnxBundleError as exc:
-            if runtime == "onnxruntime":
-                raise CLIError(str(exc)) from exc
-            print(f"warning: {exc}; cooking with PyTorch", file=sys.stderr)
-    return _TorchCook(folder, device, threads)
-
-
 def run(args: argparse.Namespace) -> int:
     from beyondvis.io import ImageLoadError, load_image
-    from beyondvis.recipes.generation import PACKAGE_BUNDLE
+    from beyondvis.recipes.generation import (
+        PACKAGE_BUNDLE,
+        card_error_json,
+        card_json,
+        format_card,
+        load_model,
+    )
 
     photos = [args.photo] if isinstance(args.photo, str) else list(args.photo)
-    retrieve = getattr(args, "retrieve", 3)
-    threads = getattr(args, "threads", None)
-    if threads is not None and threads < 1:
-        raise CLIError(f"--threads must be >= 1, got {threads}")
     folder = Path(args.model) if args.model else PACKAGE_BUNDLE
-    model = load_cook_model(
-        folder, getattr(args, "runtime", "auto"), getattr(args, "device", "auto"), threads
-    )
+    model, runtime = load_model(
+        folder, getattr(args, "runtime", "auto"), getattr(args, "device", "auto"),
+        getattr(args, "threads", None),
+    )  # fmt: skip
+    model.retrieve_k = getattr(args, "retrieve", 3)
     decode = getattr(args, "decode", None) or model.default_decode
     lines = args.json and len(photos) > 1
     failed = 0
@@ -254,12 +143,11 @@ def run(args: argparse.Namespace) -> int:
             print(f"error: {message}", file=sys.stderr)
             failed += 1
             if args.json:
-                obj = {"format": COOK_JSON_FORMAT, "photo": photo, "error": message}
-                _emit(obj, lines)
+                _emit(card_error_json(photo, message), lines)
             continue
-        result = model.cook(image, decode, args.seed, retrieve)
+        result = model.cook(image, decode, seed=args.seed)
         if args.json:
-            _emit(card_json(result, photo, model.runtime, decode), lines)
+            _emit(card_json(result, photo, runtime, decode), lines)
         else:
             if len(photos) > 1:
                 sys.stdout.write(("\n" if n else "") + f"==> {photo} <==\n")

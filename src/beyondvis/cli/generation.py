@@ -19,6 +19,7 @@ from beyondvis.cli.common import (
     print_json,
     resume_mode,
 )
+from beyondvis.recipes.generation import RUNTIMES
 from beyondvis.validation import positive_int
 
 
@@ -163,7 +164,7 @@ def _register_evaluate(sub: argparse._SubParsersAction) -> None:
     )
     evaluate.add_argument(
         "--runtime",
-        choices=["auto", "onnxruntime", "torch"],
+        choices=RUNTIMES,
         default="auto",
         help="as for cook: auto = ONNX Runtime on the CPU when the bundle ships its export, "
         "else PyTorch (default: auto)",

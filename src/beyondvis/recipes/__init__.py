@@ -49,7 +49,7 @@ def load_cook_model(
     ``generator=`` on PyTorch.
     """
     from beyondvis.recipes.generation.card import PACKAGE_BUNDLE
-    from beyondvis.recipes.generation.evaluate import load_model
+    from beyondvis.recipes.generation.runtime import load_model
 
     model, _ = load_model(
         folder if folder is not None else PACKAGE_BUNDLE, runtime, device, threads

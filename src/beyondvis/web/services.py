@@ -25,7 +25,6 @@ from typing import Any
 
 log = logging.getLogger(__name__)
 
-COOK_JSON_FORMAT = 1  # the card of `beyondvis cook --json`
 SEARCH_JSON_FORMAT = "beyondvis-web-search"
 SEARCH_JSON_VERSION = 1
 DECODES = ("greedy", "beam", "sample")
@@ -135,30 +134,12 @@ class CookService:
         decode = decode or self.default_decode
         if decode not in DECODES:
             raise ServiceError(f"unknown decoding {decode!r}; choose from {', '.join(DECODES)}")
-        options: dict[str, Any] = {}
-        if decode == "sample":
-            import torch
+        from beyondvis.recipes.generation import card_json
 
-            gen = torch.Generator(device=getattr(self.model, "device", "cpu"))
-            options["generator"] = gen.manual_seed(int(seed or 0))
+        options: dict[str, Any] = {"seed": int(seed or 0)} if decode == "sample" else {}
         result = self.model.cook(image, decode, **options)
         self.cards += 1
         return card_json(result, photo, self.runtime, decode)
-
-
-def card_json(result: Any, photo: str, runtime: str, decode: str) -> dict[str, Any]:
-    """The ``cook --json`` card (the CLI's own builder when it has one, so the shapes match)."""
-    try:
-        from beyondvis.cli.cook import card_json as cli_card_json
-    except ImportError:
-        return {
-            "format": COOK_JSON_FORMAT,
-            "photo": photo,
-            "runtime": runtime,
-            "decode": decode,
-            **result.to_json(),
-        }
-    return cli_card_json(result, photo, runtime, decode)
 
 
 @dataclass

@@ -253,10 +253,18 @@ class CookModel:
         return labels, probs
 
     @torch.no_grad()
-    def cook(self, image: Any, decode: str | None = None, **options: Any) -> CookResult:
+    @property
+    def default_decode(self) -> str:
+        """The decoding the bundle chose on validation (``decoding.json``)."""
+        return str(self.decoding.get("method", "greedy"))
+
+    def cook(
+        self, image: Any, decode: str | None = None, *, seed: int | None = None, **options: Any
+    ) -> CookResult:
         """One card. ``decode``: greedy, beam or sample (default: the bundle's choice, see
         ``decoding.json``); ``options`` override that method's options, and ``rules`` (a
-        :class:`DecodingRules`) the anti-repetition rules."""
+        :class:`DecodingRules`) the anti-repetition rules. ``seed`` seeds sampling (a torch
+        generator on the model's device) unless a ``generator`` is given."""
         t0 = time.perf_counter()
         fmap = self.feature_map(image)
         t1 = time.perf_counter()
@@ -270,7 +278,9 @@ class CookModel:
             if labels:
                 ingr[0, : len(labels)] = torch.as_tensor(labels)
             ingr = ingr.to(self.device)
-        decode = decode or self.decoding["method"]
+        decode = decode or self.default_decode
+        if decode == "sample" and seed is not None and "generator" not in options:
+            options["generator"] = torch.Generator(device=self.device).manual_seed(int(seed))
         if self.unk_id is not None:
             options.setdefault("banned", [self.unk_id])
         for key, value in self.decoding["options"].get(decode, {}).items():

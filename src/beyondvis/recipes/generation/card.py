@@ -4,13 +4,16 @@ the torch-free ONNX Runtime ``OrtCookModel``, so both print the same card.
 * :func:`detokenize` — words -> a sentence;
 * :func:`card_ingredients` — predicted ids -> the card's ingredient rows (distinctive first);
 * :class:`IngredientIndex` — the ingredient-only "closest real recipes" of a bundle;
-* :func:`find_card_retriever` — which real-recipe retriever (Recipes I embedding) a bundle uses.
+* :func:`find_card_retriever` — which real-recipe retriever (Recipes I embedding) a bundle uses;
+* :func:`card_json` / :func:`format_card` — a card as ``beyondvis cook`` prints it (JSON / text),
+  shared by the CLI and the web app so both show one shape.
 
 NumPy only: importing this module must not import torch (the ONNX path's start-up).
 """
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -18,6 +21,7 @@ from typing import Any
 import numpy as np
 
 PACKAGE_BUNDLE = Path(__file__).resolve().parents[2] / "assets" / "generation"
+COOK_JSON_FORMAT = 1  # the ``format`` of a ``beyondvis cook --json`` card (docs/formats.md)
 _NO_SPACE_BEFORE = {".", ",", ";", ":", "!", "?", ")", "%"}
 
 
@@ -142,3 +146,50 @@ def read_decoding(
         version = data.get("format_version") if isinstance(data, dict) else None
         raise error(f"{path}: unknown format {version}")
     return data
+
+
+def card_json(result: Any, photo: str, runtime: str, decode: str) -> dict[str, Any]:
+    """A card (``CookResult`` or the ONNX ``Card``) as one ``beyondvis cook --json`` object."""
+    return {
+        "format": COOK_JSON_FORMAT,
+        "photo": photo,
+        "runtime": runtime,
+        "decode": decode,
+        **result.to_json(),
+    }
+
+
+def card_error_json(photo: str, message: str) -> dict[str, Any]:
+    """The ``cook --json`` object of a photo that could not be read."""
+    return {"format": COOK_JSON_FORMAT, "photo": photo, "error": message}
+
+
+def format_card(result: Any, retrieved_in_full: bool = True, width: int = 88) -> str:
+    """A card as text: title, ingredients (probability), numbered steps, closest real recipes
+    and, with ``retrieved_in_full``, the best real recipe's own text."""
+    lines = [result.title, "=" * len(result.title), "", "Ingredients:"]
+    name_width = max((len(i["name"]) for i in result.ingredients), default=0)
+    for ing in result.ingredients:
+        lines.append(f"  - {ing['name']:<{name_width}}  {ing['prob']:.2f}")
+    if not result.ingredients:
+        lines.append("  (none predicted)")
+    lines += ["", "Instructions:"]
+    for n, step in enumerate(result.instructions, 1):
+        indent = " " * (len(str(n)) + 4)
+        lines.append(
+            textwrap.fill(step, width, initial_indent=f"  {n}. ", subsequent_indent=indent)
+        )
+    if not result.instructions:
+        lines.append("  (no steps generated)")
+    if result.retrieved:
+        lines += ["", "Closest real recipes:"]
+        for r in result.retrieved:
+            source = f"  ({r['source']})" if r.get("source") else ""
+            lines.append(f"  {r['score']:.3f}  {r['title']}  [{r['id']}]{source}")
+        # Only the shipped real recipes (card_retrieval) carry a source and maybe the text;
+        # the bundle's ingredient index knows titles and ids, already listed above.
+        if retrieved_in_full and "source" in result.retrieved[0]:
+            from beyondvis.recipes.retrieval.card_retrieval import format_retrieved
+
+            lines += ["", "Best real recipe:", "", format_retrieved(result.retrieved[0], width)]
+    return "\n".join(lines)

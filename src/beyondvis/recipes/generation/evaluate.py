@@ -40,6 +40,7 @@ from typing import Any
 
 from beyondvis.errors import BeyondvisError
 from beyondvis.recipes.generation.metrics import IngredientMatcher, word_key
+from beyondvis.recipes.generation.runtime import load_model
 from beyondvis.recipes.pipeline.ingredients import STAPLES as _PANTRY_STAPLES
 from beyondvis.recipes.pipeline.ingredients import IngredientVocabulary, normalize_name
 from beyondvis.utils.progress import show_progress
@@ -419,48 +420,6 @@ def _default_decoding(model: Any) -> str:
     return f"default ({method})" if method else "default"
 
 
-RUNTIMES = ("auto", "onnxruntime", "torch")
-
-
-def load_model(
-    folder: str | os.PathLike,
-    runtime: str = "auto",
-    device: str = "auto",
-    threads: int | None = None,
-) -> tuple[Any, str]:
-    """``(model, runtime name)``: the card's model as ``beyondvis cook`` runs it. ``auto`` takes
-    ONNX Runtime when the bundle ships a usable ONNX export and ``device`` is auto/cpu, else
-    PyTorch's :class:`CookModel` (with a warning on stderr when the export is unusable)."""
-    from beyondvis.recipes.generation.onnx_cook import OnnxBundleError, has_onnx
-
-    if runtime not in RUNTIMES:
-        raise EvaluateError(f"unknown runtime {runtime!r} (choose from {', '.join(RUNTIMES)})")
-    if runtime == "onnxruntime" and device not in ("auto", "cpu"):
-        raise EvaluateError(f"runtime onnxruntime runs on the CPU, not on {device}")
-    if runtime == "onnxruntime" or (
-        runtime == "auto" and device in ("auto", "cpu") and has_onnx(folder)
-    ):
-        from beyondvis.recipes.generation.onnx_cook import OrtCookModel
-
-        try:
-            return OrtCookModel(folder, threads=threads), "onnxruntime"
-        except OnnxBundleError as exc:
-            if runtime == "onnxruntime":
-                raise EvaluateError(str(exc)) from exc
-            print(f"warning: {exc}; cooking with PyTorch", file=sys.stderr)
-    import torch
-
-    from beyondvis.device import resolve_device
-    from beyondvis.recipes.generation.bundle import BundleError, CookModel
-
-    if threads is not None:
-        torch.set_num_threads(threads)
-    try:
-        return CookModel(folder, device=str(resolve_device(device))), "torch"
-    except (BundleError, ValueError) as exc:
-        raise EvaluateError(str(exc)) from exc
-
-
 def evaluate_folder(
     root: str | os.PathLike,
     layout: str | None = None,
@@ -503,14 +462,8 @@ def evaluate_folder(
         staple_names, staple_source = bundle_staples(folder, model) or (list(STAPLES), "default")
     staple_names = canonical_names(vocab, staple_names)
     matcher = IngredientMatcher(list(vocab.names))
-    options: dict[str, Any] = {}
-    if decode == "sample":
-        if runtime_name == "torch":
-            import torch
-
-            options["generator"] = torch.Generator(device=model.device).manual_seed(seed)
-        else:
-            options["seed"] = seed
+    # both runtimes seed sampling from ``seed`` (a torch generator / NumPy's)
+    options: dict[str, Any] = {"seed": seed} if decode == "sample" else {}
     show = sys.stderr.isatty() if progress is None else progress
     from tqdm.auto import tqdm
 
