@@ -18,6 +18,7 @@ from torch import nn
 
 from beyondvis.errors import FormatError
 from beyondvis.utils import atomic_write_bytes
+from beyondvis.utils.versioned import check_format_version
 
 FORMAT_VERSION = 1
 CHECKPOINT_KIND = "beyondvis.engine.checkpoint"
@@ -52,14 +53,10 @@ def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict[
         raise CheckpointError(f"cannot read checkpoint {path}: {exc}") from exc
     if not isinstance(state, dict) or "format_version" not in state:
         raise CheckpointError(f"{path} is not a beyondvis checkpoint (no format_version)")
-    version = state["format_version"]
-    if not isinstance(version, int) or version < 1:
-        raise CheckpointError(f"{path} has an invalid format_version {version!r}")
-    if version > FORMAT_VERSION:
-        raise CheckpointError(
-            f"{path} has checkpoint format version {version}, but this beyondvis reads versions "
-            f"up to {FORMAT_VERSION}; upgrade beyondvis to load it"
-        )
+    check_format_version(
+        state["format_version"], FORMAT_VERSION, path, CheckpointError, what="checkpoint",
+        fix="upgrade beyondvis to load it",
+    )  # fmt: skip
     expected = state.pop(DIGEST_KEY, None)  # absent in checkpoints written before digests
     if expected is not None and state_digest(state) != expected:
         raise CheckpointError(

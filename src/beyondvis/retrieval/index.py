@@ -61,6 +61,7 @@ from beyondvis.retrieval.search import (
 )
 from beyondvis.utils import atomic_write, atomic_write_json
 from beyondvis.utils.atomic import file_sha256
+from beyondvis.utils.versioned import read_versioned_json
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
@@ -203,14 +204,10 @@ def load_model_only(folder: Path, name: str | None = None) -> Model:
     meta_path = folder / "model.json"
     if not meta_path.exists():
         raise IndexFormatError(f"{folder} holds neither a model (model.json) nor an index")
-    try:
-        meta = json.loads(meta_path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise IndexFormatError(f"{meta_path}: malformed JSON ({exc})") from None
-    if meta.get("format_version") != FORMAT_VERSION:
-        raise IndexFormatError(
-            f"{folder}: model format version {meta.get('format_version')}, expected {FORMAT_VERSION}"
-        )
+    meta = read_versioned_json(
+        meta_path, None, FORMAT_VERSION, IndexFormatError, what="BLCF model", exact=True,
+        fix="refit the model with this version",
+    )  # fmt: skip
     model = Model.load(folder, IndexConfig.from_dict(meta["config"]), name=name)
     if model.fingerprint() != meta["model_fingerprint"]:
         raise IndexFormatError(f"{folder}: model.npz does not match model.json")
@@ -662,19 +659,11 @@ def read_manifest(folder: Path) -> dict:
             else ""
         )
         raise IndexFormatError(f"{folder} is not a complete BLCF index: no {MANIFEST}{hint}")
-    try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise IndexFormatError(f"{path}: malformed JSON ({exc})") from None
-    if manifest.get("format") != "beyondvis-blcf-index":
-        raise IndexFormatError(f"{path}: not a beyondvis BLCF index manifest")
-    version = manifest.get("format_version")
-    if version != FORMAT_VERSION:
-        raise IndexFormatError(
-            f"{folder}: index format version {version}, this beyondvis reads version "
-            f"{FORMAT_VERSION}; rebuild the index with this version"
-        )
-    return manifest
+    return read_versioned_json(
+        path, "beyondvis-blcf-index", FORMAT_VERSION, IndexFormatError,
+        what="BLCF index", kind_key="format", exact=True,
+        fix="rebuild the index with this version",
+    )  # fmt: skip
 
 
 @contextlib.contextmanager

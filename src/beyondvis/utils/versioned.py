@@ -4,7 +4,8 @@ Every such file names what it is (a ``kind``/``format`` string) and the version 
 the reader refuses a foreign file, a malformed one and one written by a newer beyondvis with
 one-line :class:`~beyondvis.errors.FormatError` messages that name the file and say what to do.
 Each caller passes its own error class (a ``FormatError`` subclass such as
-``FeatureCacheError``), so existing ``except`` clauses keep working.
+``FeatureCacheError``), so existing ``except`` clauses keep working; files without one get
+:class:`VersionedFileError`, which is also a ``ValueError`` as their loaders raised before.
 """
 
 from __future__ import annotations
@@ -17,11 +18,16 @@ from typing import Any
 from beyondvis.errors import FormatError
 
 
+class VersionedFileError(FormatError, ValueError):
+    """A versioned project file (vocabulary, categories, bundle info) is foreign or of another
+    format version."""
+
+
 def check_format_version(
     version: Any,
     supported: int,
     where: str | os.PathLike,
-    error: type[FormatError] = FormatError,
+    error: type[FormatError] = VersionedFileError,
     *,
     what: str = "file",
     exact: bool = False,
@@ -51,7 +57,7 @@ def read_versioned_json(
     path: str | os.PathLike,
     kind: str | None,
     supported: int,
-    error: type[FormatError] = FormatError,
+    error: type[FormatError] = VersionedFileError,
     *,
     what: str = "file",
     kind_key: str = "kind",
@@ -68,7 +74,9 @@ def read_versioned_json(
         data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise error(f"{path}: missing") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except json.JSONDecodeError as exc:
+        raise error(f"{path}: malformed JSON ({exc})") from None
+    except (OSError, UnicodeDecodeError) as exc:
         raise error(f"cannot read {path}: {exc}") from None
     if not isinstance(data, dict):
         raise error(f"{path} is not a beyondvis {what} (not a JSON object)")
@@ -80,4 +88,4 @@ def read_versioned_json(
     return data
 
 
-__all__ = ["check_format_version", "read_versioned_json"]
+__all__ = ["VersionedFileError", "check_format_version", "read_versioned_json"]

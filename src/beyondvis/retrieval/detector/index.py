@@ -54,6 +54,7 @@ from beyondvis.retrieval.index import IndexFormatError, SearchHit
 from beyondvis.retrieval.pooling import l2n
 from beyondvis.utils import atomic_write, atomic_write_json
 from beyondvis.utils.atomic import file_sha256 as _sha256
+from beyondvis.utils.versioned import read_versioned_json
 
 FORMAT = "beyondvis-frcnn-index"
 FORMAT_VERSION = 1
@@ -126,18 +127,10 @@ def read_detector_manifest(folder: str | os.PathLike) -> dict:
     path = Path(folder) / MANIFEST
     if not path.exists():
         raise IndexFormatError(f"{folder} is not a complete detector index: no {MANIFEST}")
-    try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise IndexFormatError(f"{path}: malformed JSON ({exc})") from None
-    if manifest.get("format") != FORMAT:
-        raise IndexFormatError(f"{path}: not a beyondvis detector index manifest")
-    if manifest.get("format_version") != FORMAT_VERSION:
-        raise IndexFormatError(
-            f"{folder}: detector index format version {manifest.get('format_version')}, this "
-            f"beyondvis reads version {FORMAT_VERSION}; rebuild the index"
-        )
-    return manifest
+    return read_versioned_json(
+        path, FORMAT, FORMAT_VERSION, IndexFormatError, what="detector index",
+        kind_key="format", exact=True, fix="rebuild the index",
+    )  # fmt: skip
 
 
 class DetectorIndex:
