@@ -167,11 +167,11 @@ def register(subparsers) -> None:
 
 
 def _frcnn():
-    # --method frcnn (thesis ch. 3) lives in beyondvis.retrieval.detector; its CLI module
-    # imports no torch, so building the parsers stays instant
-    from beyondvis.retrieval.detector import frcnn_commands
+    # --method frcnn (thesis ch. 3, beyondvis.retrieval.detector) has its options and handlers
+    # in cli/index_frcnn.py, which imports no torch, so building the parsers stays instant
+    from beyondvis.cli import index_frcnn
 
-    return frcnn_commands
+    return index_frcnn
 
 
 def _add_threads(p: argparse.ArgumentParser) -> None:

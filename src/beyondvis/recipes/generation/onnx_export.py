@@ -442,13 +442,3 @@ def _close(what: str, got: np.ndarray, want: np.ndarray, rtol: float) -> None:
             f"(shape {got.shape} vs {want.shape}, tolerance {rtol:.0e})"
         )
     log.debug("ONNX %s matches PyTorch (max error %.2e of scale)", what, err)
-
-
-if __name__ == "__main__":  # python -m beyondvis.recipes.generation.onnx_export [BUNDLE]
-    import sys
-
-    from beyondvis.cli.main import main
-
-    sys.exit(
-        main(["generation", "export-onnx", *(["--model", sys.argv[1]] if sys.argv[1:] else [])])
-    )

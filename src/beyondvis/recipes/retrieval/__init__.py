@@ -3,8 +3,9 @@
 ``features``: the text (ingredient word2vec, skip-instructions) and image inputs, computed once;
 ``model`` / ``losses`` / ``train``: the joint embedding and its two-stage training, with the CCA
 and random baselines (``cca``) and medR / recall@K (``metrics``); ``index`` / ``search``: FAISS
-indexes and the search bundle behind ``beyondvis recipes search``; ``card_retrieval`` /
-``card_export``: the shipped real recipes the ``cook`` card ranks (NumPy only at query time).
+indexes and the search bundle behind ``beyondvis recipes search``; ``card_retrieval``: the
+shipped real recipes the ``cook`` card ranks (NumPy only at query time; the assets are written
+and measured with the cook model by :mod:`beyondvis.recipes.generation.card_export`).
 The public names are re-exported from :mod:`beyondvis.recipes`.
 """
 

@@ -11,7 +11,7 @@ Query side in numpy only (no torch at import or query time), so that a torch-fre
 
 ``score = (1 - w) * cos_image + w * cos_ingredients``, ``w`` chosen on the validation photos
 and stored in the manifest. The asset folder (``beyondvis/assets/recipes``, written by
-``python -m beyondvis.recipes.retrieval.card_export export``) holds:
+``python -m beyondvis.recipes.generation.card_export export``) holds:
 
 * ``card_retrieval.json`` — manifest: ``format``, sizes, default weight, the source table with
   licences, and the SHA-256 and size of every other file (verified on load);

@@ -42,9 +42,7 @@ _EXPORTS = {
         ("DetectorIndex", "DetectorSearchConfig", "is_detector_index", "read_detector_manifest"),
         ".index",
     ),
-    **dict.fromkeys(("DetectorBenchmark", "detector_tables"), ".benchmark"),
-    # the handlers `beyondvis index ... --method frcnn` calls (torch-free until they run)
-    "frcnn_commands": ".cli:commands",
+    **dict.fromkeys(("NETWORKS", "DetectorBenchmark", "detector_tables"), ".benchmark"),
 }
 
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())

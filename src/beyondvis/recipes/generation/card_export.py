@@ -1,11 +1,11 @@
 """Write and measure the card-retrieval assets (``beyondvis.recipes.retrieval.card_retrieval``).
 
-``python -m beyondvis.recipes.retrieval.card_export export`` turns a trained Recipes I joint embedding
+``python -m beyondvis.recipes.generation.card_export export`` turns a trained Recipes I joint embedding
 (``beyondvis recipes train``) and its prepared folder into the small numpy asset folder the
 card loads, measures it on the validation/test photos with the card's own pipeline (the shipped
 cook model's backbone and ingredient predictor), chooses the weight of the ingredient signal
 on the validation photos and stores it, with the numbers, in the manifest.
-``python -m beyondvis.recipes.retrieval.card_export evaluate`` re-measures an asset folder.
+``python -m beyondvis.recipes.generation.card_export evaluate`` re-measures an asset folder.
 
 Metrics: image -> recipe, one (recipe, first photo) pair per recipe with photos, ranks are
 1-based and pessimistic on ties. Two candidate sets: ``pairs`` (only the split's recipes with
@@ -461,7 +461,7 @@ def food101_features(root: str | Path, split: str, out: str | Path) -> dict[str,
 def main(argv: list[str] | None = None) -> int:
     fmt = argparse.ArgumentDefaultsHelpFormatter
     parser = argparse.ArgumentParser(
-        prog="python -m beyondvis.recipes.retrieval.card_export",
+        prog="python -m beyondvis.recipes.generation.card_export",
         description="Train / export / measure the real-recipe retrieval of the recipe card.",
         formatter_class=fmt,
     )

@@ -1,4 +1,5 @@
-"""``beyondvis index ... --method frcnn``: the detector index behind the BLCF index commands.
+"""``beyondvis index ... --method frcnn``: the detector index (``beyondvis.retrieval.detector``)
+behind the BLCF index commands.
 
 ``beyondvis.cli.index`` adds these options to its parsers and hands frcnn builds, and searches,
 additions, info and evaluations of frcnn indexes, to the handlers here. Nothing at import time
@@ -11,10 +12,9 @@ import argparse
 import json
 import time
 from pathlib import Path
-from types import SimpleNamespace
 
 from beyondvis.cli.common import CLIError, print_json
-from beyondvis.utils.tables import markdown_table
+from beyondvis.utils import markdown_table
 
 FORMAT = "beyondvis-frcnn-index"
 
@@ -109,7 +109,7 @@ def _detector_config(args):
 
 def _errors():
     from beyondvis.backbones import WeightsNotFoundError
-    from beyondvis.retrieval.index import IndexFormatError
+    from beyondvis.retrieval import IndexFormatError
 
     return (IndexFormatError, WeightsNotFoundError, ValueError, FileNotFoundError)
 
@@ -166,7 +166,7 @@ def cmd_info(args) -> int:
     from beyondvis.retrieval.detector import read_detector_manifest
 
     try:
-        print_json(read_detector_manifest(args.index))
+        print_json(read_detector_manifest(args.index), fmt="beyondvis-frcnn-index")
     except _errors() as exc:
         raise CLIError(str(exc)) from None
     return 0
@@ -222,8 +222,12 @@ def cmd_search(args, parse_box, device: str) -> int:
 
 
 def cmd_evaluate(args, device: str) -> int:
-    from beyondvis.retrieval.detector import DetectorBenchmark, FinetuneConfig
-    from beyondvis.retrieval.detector.benchmark import NETWORKS, detector_tables
+    from beyondvis.retrieval.detector import (
+        NETWORKS,
+        DetectorBenchmark,
+        FinetuneConfig,
+        detector_tables,
+    )
     from beyondvis.utils import atomic_write_json
 
     networks = tuple(n.strip() for n in args.networks.split(",") if n.strip())
@@ -263,17 +267,3 @@ def cmd_evaluate(args, device: str) -> int:
              "queries": len(bench.queries), **out},
         )  # fmt: skip
     return 0
-
-
-# what beyondvis.cli.index reaches through the package's public names
-commands = SimpleNamespace(
-    is_frcnn_index=is_frcnn_index,
-    add_build_args=add_build_args,
-    add_search_args=add_search_args,
-    add_evaluate_args=add_evaluate_args,
-    cmd_build=cmd_build,
-    cmd_add=cmd_add,
-    cmd_info=cmd_info,
-    cmd_search=cmd_search,
-    cmd_evaluate=cmd_evaluate,
-)
