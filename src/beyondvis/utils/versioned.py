@@ -73,7 +73,7 @@ def read_versioned_json(
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise error(f"{path}: missing") from None
+        raise  # as open() does: callers with a better hint (run X first) check before
     except json.JSONDecodeError as exc:
         raise error(f"{path}: malformed JSON ({exc})") from None
     except (OSError, UnicodeDecodeError) as exc:

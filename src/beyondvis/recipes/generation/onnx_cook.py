@@ -47,6 +47,7 @@ from beyondvis.recipes.generation.constraints import (
     word_groups,
 )
 from beyondvis.utils.atomic import file_sha256
+from beyondvis.utils.versioned import read_versioned_json
 
 ONNX_FORMAT_VERSION = 1
 ONNX_MANIFEST = "onnx.json"
@@ -75,14 +76,10 @@ def read_onnx_bundle(folder: str | Path) -> tuple[dict[str, Any], dict[str, byte
     path = folder / ONNX_MANIFEST
     if not path.is_file():
         raise OnnxBundleError(f"{folder}: no ONNX export ({ONNX_MANIFEST} missing)")
-    try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise OnnxBundleError(f"{path}: unreadable ({exc})") from exc
-    if manifest.get("format") != ONNX_FORMAT_VERSION:
-        raise OnnxBundleError(
-            f"{path}: format {manifest.get('format')!r}, this version reads {ONNX_FORMAT_VERSION}"
-        )
+    manifest = read_versioned_json(
+        path, None, ONNX_FORMAT_VERSION, OnnxBundleError, what="ONNX export",
+        version_key="format", exact=True, fix="export it again (generation export)",
+    )  # fmt: skip
     source = manifest.get("source", {}).get("model.pt", {})
     model_pt = folder / "model.pt"
     if model_pt.is_file() and (

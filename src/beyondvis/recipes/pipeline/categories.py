@@ -8,15 +8,14 @@ background class 0.
 
 from __future__ import annotations
 
-import json
 import os
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from importlib import resources
-from pathlib import Path
 
 from beyondvis.recipes.pipeline.text import tokenize
 from beyondvis.utils import atomic_write_json
+from beyondvis.utils.versioned import read_versioned_json
 
 BACKGROUND = "<background>"
 CATEGORIES_FORMAT_VERSION = 1
@@ -137,7 +136,8 @@ class SemanticCategories:
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> SemanticCategories:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-        if data.get("format_version") != CATEGORIES_FORMAT_VERSION:
-            raise ValueError(f"{path}: not a categories file of format 1")
+        data = read_versioned_json(
+            path, None, CATEGORIES_FORMAT_VERSION, what="categories file", exact=True,
+            fix="rerun beyondvis recipes prepare",
+        )  # fmt: skip
         return cls(data["names"], data["frequency"])

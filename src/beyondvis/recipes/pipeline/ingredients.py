@@ -12,15 +12,14 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from pathlib import Path
 
 from beyondvis.recipes.pipeline.text import tokenize
 from beyondvis.utils import atomic_write_json
+from beyondvis.utils.versioned import read_versioned_json
 
 INGREDIENT_VOCAB_FORMAT_VERSION = 1
 
@@ -455,7 +454,8 @@ class IngredientVocabulary:
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> IngredientVocabulary:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-        if data.get("format_version") != INGREDIENT_VOCAB_FORMAT_VERSION:
-            raise ValueError(f"{path}: not an ingredient vocabulary of format 1")
+        data = read_versioned_json(
+            path, None, INGREDIENT_VOCAB_FORMAT_VERSION, what="ingredient vocabulary",
+            exact=True, fix="rerun beyondvis recipes prepare",
+        )  # fmt: skip
         return cls(data["names"], data["mapping"], data["counts"])

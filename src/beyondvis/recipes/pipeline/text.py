@@ -12,9 +12,9 @@ import os
 import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from pathlib import Path
 
 from beyondvis.utils import atomic_write_json
+from beyondvis.utils.versioned import VersionedFileError, read_versioned_json
 
 PAD, START, END, EOI, UNK = "<pad>", "<start>", "<end>", "<eoi>", "<unk>"
 SPECIAL_TOKENS = (PAD, START, END, EOI, UNK)
@@ -115,11 +115,12 @@ class Vocabulary:
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> Vocabulary:
-        import json
-
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-        if data.get("format_version") != VOCAB_FORMAT_VERSION or "itos" not in data:
-            raise ValueError(f"{path}: not a vocabulary file of format {VOCAB_FORMAT_VERSION}")
+        data = read_versioned_json(
+            path, None, VOCAB_FORMAT_VERSION, what="vocabulary", exact=True,
+            fix="rerun beyondvis recipes prepare",
+        )  # fmt: skip
+        if "itos" not in data:
+            raise VersionedFileError(f"{path}: not a vocabulary file (no itos)")
         vocab = cls((), data["specials"])
         for w in data["itos"]:
             if w not in vocab.stoi:

@@ -27,10 +27,19 @@ from beyondvis.recipes.retrieval.word2vec import (
     train_ingredient_word2vec,
 )
 from beyondvis.utils import atomic_write, atomic_write_json
+from beyondvis.utils.versioned import check_format_version
 
 FEATURES_FORMAT_VERSION = 1
 MAX_INGREDIENTS = 20
 MAX_STEPS = 20
+
+
+def _check_version(z: Any, path: str | Path, what: str) -> None:
+    version = int(z["format_version"]) if "format_version" in z else None
+    check_format_version(
+        version, FEATURES_FORMAT_VERSION, path, what=what, exact=True,
+        fix="rerun `beyondvis recipes text-features` / `image-features`",
+    )  # fmt: skip
 
 
 @dataclasses.dataclass
@@ -66,8 +75,7 @@ class RecipeFeatures:
     @classmethod
     def load(cls, path: str | Path) -> RecipeFeatures:
         with np.load(path, allow_pickle=False) as z:
-            if int(z["format_version"]) != FEATURES_FORMAT_VERSION:
-                raise ValueError(f"{path}: unsupported recipe-features format")
+            _check_version(z, path, "recipe-features")
             return cls(
                 ids=[str(i) for i in z["ids"]],
                 partitions=z["partitions"],
@@ -192,8 +200,7 @@ class ImageFeatures:
     @classmethod
     def load(cls, path: str | Path) -> ImageFeatures:
         with np.load(path, allow_pickle=False) as z:
-            if int(z["format_version"]) != FEATURES_FORMAT_VERSION:
-                raise ValueError(f"{path}: unsupported image-features format")
+            _check_version(z, path, "image-features")
             return cls(
                 [str(i) for i in z["image_ids"]],
                 [str(i) for i in z["recipe_ids"]],

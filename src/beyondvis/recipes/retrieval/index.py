@@ -10,7 +10,6 @@ half-written index; a mismatch is detected on load.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -20,6 +19,7 @@ import numpy as np
 
 from beyondvis.errors import FormatError
 from beyondvis.utils import atomic_write_bytes, atomic_write_json
+from beyondvis.utils.versioned import read_versioned_json
 
 INDEX_FORMAT_VERSION = 1
 KINDS = ("fp16", "flat")
@@ -137,15 +137,10 @@ class EmbeddingIndex:
         meta_path, index_path = folder / "meta.json", folder / "index.faiss"
         if not meta_path.is_file() or not index_path.is_file():
             raise IndexFormatError(f"{folder}: needs index.faiss and meta.json")
-        try:
-            meta = json.loads(meta_path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as exc:
-            raise IndexFormatError(f"{meta_path}: invalid JSON ({exc.msg})") from exc
-        if meta.get("format_version") != INDEX_FORMAT_VERSION:
-            raise IndexFormatError(
-                f"{folder}: index format {meta.get('format_version')!r}, "
-                f"this version reads {INDEX_FORMAT_VERSION}"
-            )
+        meta = read_versioned_json(
+            meta_path, None, INDEX_FORMAT_VERSION, IndexFormatError, what="embedding index",
+            exact=True, fix="rebuild it (beyondvis recipes index)",
+        )  # fmt: skip
         data = index_path.read_bytes()
         if hashlib.sha256(data).hexdigest() != meta.get("sha256"):
             raise IndexFormatError(f"{index_path}: checksum does not match meta.json")

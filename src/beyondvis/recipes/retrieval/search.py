@@ -12,7 +12,6 @@ The recipe generator can load the same bundle to fetch the closest real recipes.
 
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 from typing import Any
@@ -34,6 +33,7 @@ from beyondvis.recipes.retrieval.index import EmbeddingIndex, arithmetic_query
 from beyondvis.recipes.retrieval.skip_instructions import SkipInstructions, StepEncoder
 from beyondvis.recipes.retrieval.train import embed_images, embed_recipes, load_joint
 from beyondvis.utils import atomic_write_json
+from beyondvis.utils.versioned import read_versioned_json
 
 BUNDLE_FORMAT_VERSION = 1
 
@@ -107,9 +107,10 @@ class RecipeSearcher:
         info_path = bundle / "bundle.json"
         if not info_path.is_file():
             raise FileNotFoundError(f"{bundle}: not a recipe search bundle (no bundle.json)")
-        self.info = json.loads(info_path.read_text(encoding="utf-8"))
-        if self.info.get("format_version") != BUNDLE_FORMAT_VERSION:
-            raise ValueError(f"{bundle}: bundle format {self.info.get('format_version')!r}")
+        self.info = read_versioned_json(
+            info_path, None, BUNDLE_FORMAT_VERSION, what="recipe search bundle", exact=True,
+            fix="rebuild it (beyondvis recipes index)",
+        )  # fmt: skip
         self.bundle = bundle
         self.device = device
         self.model, _ = load_joint(bundle / "model.pt")
