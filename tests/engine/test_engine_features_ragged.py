@@ -4,14 +4,21 @@ a resume computes only what is pending, a corrupt payload or index is refused.""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+import torch.distributed as dist
 from torch.utils.data import Dataset
 
 from beyondvis.engine import FeatureCache, FeatureCacheError, cache_features
 from beyondvis.engine import features as engine_features
+
+TASK = Path(__file__).with_name("ragged_cache_task.py")
 
 
 class Photos(Dataset):
@@ -163,3 +170,39 @@ def test_fixed_caches_stay_version_1_and_newer_versions_are_refused(tmp_path):
     meta_path.write_text(json.dumps(meta))
     with pytest.raises(FeatureCacheError, match="version 3.*upgrade beyondvis"):
         FeatureCache(tmp_path / "c")
+
+
+def _torchrun(out, *extra):
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    for var in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"):
+        env.pop(var, None)
+    return subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+         str(TASK), str(out), *extra],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=600,
+    )  # fmt: skip
+
+
+@pytest.mark.skipif(not dist.is_available(), reason="torch built without distributed support")
+def test_two_ranks_write_their_own_parts_and_rank_0_joins_them(tmp_path):
+    data = Photos(broken={5})
+    out = tmp_path / "c"
+    # killed: each rank did 1 batch of 2 of its share; then a 2-rank rerun finishes the rest
+    killed = _torchrun(out, "--kill-after", "1")
+    assert killed.returncode != 0, killed.stdout
+    parts = sorted(p.name for p in out.glob("part.rank*.bin"))
+    assert parts == ["part.rank0.bin", "part.rank1.bin"], killed.stdout
+    done_before = int((np.load(out / "done.npy") == 1).sum())
+    assert done_before >= 2, killed.stdout
+    run = _torchrun(out)
+    assert run.returncode == 0, run.stdout
+    computed = sum(int(w.split("=")[1]) for w in run.stdout.split() if w.startswith("computed="))
+    assert computed == 12 - done_before  # none of the items done before the kill again
+    assert "rank0 computed" in run.stdout and "rank1 computed" in run.stdout
+    cache = FeatureCache(out)
+    good = [i for i in range(13) if i != 5]
+    assert cache.rows.tolist() == good and [s["index"] for s in cache.skipped] == [5]
+    for k, i in enumerate(good):  # interleaved ranks' items back in dataset order
+        torch.testing.assert_close(cache[k], local_map(data.images[i]))
+        assert tuple(cache.info[k]) == (data.images[i].shape[2] * 10, data.images[i].shape[1] * 10)
+    assert not list(out.glob("part.rank*.bin"))
