@@ -176,7 +176,7 @@ def test_bad_folders(tmp_path: Path) -> None:
     manifest = json.loads((tmp_path / MANIFEST).read_text())
     manifest["format"] = 99
     (tmp_path / MANIFEST).write_text(json.dumps(manifest))
-    with pytest.raises(RetrievalAssetError, match="format 99"):
+    with pytest.raises(RetrievalAssetError, match="format version 99"):
         RecipeRetriever.load(tmp_path)
 
 

@@ -44,6 +44,7 @@ from beyondvis.recipes.generation.dedup import dedup_ingredients
 from beyondvis.recipes.generation.sequences import split_recipe
 from beyondvis.recipes.pipeline.ingredients import STAPLES
 from beyondvis.utils import atomic_write_bytes, atomic_write_json
+from beyondvis.utils.versioned import check_format_version
 
 BUNDLE_FORMAT_VERSION = 1
 DEMO_PHOTO = PACKAGE_BUNDLE / "demo_food.jpg"
@@ -186,8 +187,11 @@ class CookModel:
         if missing:
             raise BundleError(f"{folder}: model bundle lacks {missing}")
         payload = torch.load(folder / "model.pt", map_location="cpu", weights_only=True)
-        if payload.get("format_version") != BUNDLE_FORMAT_VERSION:
-            raise BundleError(f"{folder}/model.pt: unknown format {payload.get('format_version')}")
+        check_format_version(
+            payload.get("format_version"), BUNDLE_FORMAT_VERSION, folder / "model.pt",
+            BundleError, what="model bundle", exact=True,
+            fix="export the bundle again (generation export)",
+        )  # fmt: skip
         self.device = torch.device(device)
         self.image_size = int(payload["image_size"])
         ingredients_meta = json.loads((folder / "ingredients.json").read_text(encoding="utf-8"))

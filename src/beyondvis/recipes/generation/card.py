@@ -133,19 +133,15 @@ def read_decoding(
     """A bundle's ``decoding.json`` (method, per-method options, rules), else ``fallback``
     (bundles written before it); an unreadable or unknown-format file raises ``error`` (the
     PyTorch and ONNX Runtime paths each raise their own bundle error)."""
-    import json
+    from beyondvis.utils.versioned import read_versioned_json
 
     path = Path(folder) / "decoding.json"
     if not path.is_file():
         return dict(fallback)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise error(f"{path}: not valid UTF-8 JSON ({exc})") from exc
-    if not isinstance(data, dict) or data.get("format_version") != DECODING_FORMAT_VERSION:
-        version = data.get("format_version") if isinstance(data, dict) else None
-        raise error(f"{path}: unknown format {version}")
-    return data
+    return read_versioned_json(
+        path, None, DECODING_FORMAT_VERSION, error, what="decoding settings", exact=True,
+        fix="re-export the bundle (generation export)",
+    )  # fmt: skip
 
 
 def card_json(result: Any, photo: str, runtime: str, decode: str) -> dict[str, Any]:

@@ -40,6 +40,7 @@ import numpy as np
 
 from beyondvis.errors import FormatError
 from beyondvis.utils.atomic import file_sha256
+from beyondvis.utils.versioned import read_versioned_json
 
 CARD_FORMAT_VERSION = 1
 MANIFEST = "card_retrieval.json"
@@ -206,15 +207,11 @@ class RecipeRetriever:
         manifest_path = folder / MANIFEST
         if not manifest_path.is_file():
             raise RetrievalAssetError(f"{manifest_path}: card-retrieval manifest missing")
-        try:
-            manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise RetrievalAssetError(f"{manifest_path}: not valid JSON ({exc})") from exc
-        if manifest.get("format") != CARD_FORMAT_VERSION:
-            raise RetrievalAssetError(
-                f"{manifest_path}: format {manifest.get('format')!r}, "
-                f"this version reads {CARD_FORMAT_VERSION}"
-            )
+        manifest = read_versioned_json(
+            manifest_path, None, CARD_FORMAT_VERSION, RetrievalAssetError,
+            what="card-retrieval assets", version_key="format", exact=True,
+            fix="export them again (card_export export)",
+        )  # fmt: skip
         files = manifest.get("files", {})
         for name in ASSET_FILES:
             path = folder / name
