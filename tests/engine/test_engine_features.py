@@ -110,6 +110,15 @@ def test_changed_weights_are_detected(tmp_path):
     cache = cache_features(other, data, tmp_path / "c", device="cpu", overwrite=True)
     with torch.no_grad():
         torch.testing.assert_close(cache[0], other.proj(data.x[:1])[0])
+    # replace_stale: a cache of other weights is rebuilt, a matching one still reused
+    first = CountingEncoder()
+    cache = cache_features(first, data, tmp_path / "c", device="cpu", replace_stale=True)
+    assert first.seen == 21  # shape probe + all 20 items: rebuilt for the original weights
+    with torch.no_grad():
+        torch.testing.assert_close(cache[0], first.proj(data.x[:1])[0])
+    again = CountingEncoder()
+    cache_features(again, data, tmp_path / "c", device="cpu", replace_stale=True)
+    assert again.seen == 0
 
 
 def test_float16_and_a_head_trained_on_cached_features(tmp_path):
