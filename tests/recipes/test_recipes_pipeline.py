@@ -159,3 +159,33 @@ def test_cli_errors(tmp_path, capsys):
     assert "not a search bundle" in capsys.readouterr().err
     assert main(["recipes", "prepare", "--root", str(tmp_path), "--out", str(tmp_path / "o")]) == 1
     assert "layer1.json" in capsys.readouterr().err
+
+
+def test_card_embedding_adds_weak_dish_pairs(prepared, tmp_path):
+    # the card's retrieval assets train the same joint embedding plus weak pairs: every
+    # training recipe whose title names a dish, paired with the dish-labelled photos
+    from beyondvis.recipes.generation.card_export import train_card_embedding
+
+    _, out, _ = prepared
+    cfg = JointTrainConfig(stage1_epochs=1, stage2_epochs=0, emb_dim=16, ingr_hidden=8,
+                           instr_hidden=8, adapter_hidden=8, repeats=1)  # fmt: skip
+    dim = ImageFeatures.load(out / "image_features.npz").features.shape[1]
+    weak = ImageFeatures(
+        [f"w{i}" for i in range(6)],
+        ["apple_pie"] * 3 + ["tomato_soup"] * 3,
+        np.random.default_rng(0).normal(size=(6, dim)).astype(np.float32),
+        "efficientnet_lite0",
+    )
+    weak.save(tmp_path / "weak.npz")
+    plain = train_card_embedding(out, tmp_path / "plain", cfg)
+    result = train_card_embedding(
+        out, tmp_path / "weak", cfg, food101_features=tmp_path / "weak.npz"
+    )
+    pairs = result["pairs"]
+    assert plain["pairs"]["weak"] == {} and pairs["recipe1m_pairs"] == plain["pairs"]["train_pairs"]
+    for dish in ("apple_pie", "tomato_soup"):
+        assert pairs["weak"][dish]["photos"] == 3 and pairs["weak"][dish]["recipes"] > 0
+    added = sum(d["recipes"] for d in pairs["weak"].values())
+    assert pairs["train_pairs"] == pairs["recipe1m_pairs"] + added
+    assert (tmp_path / "weak" / "model.pt").is_file()
+    assert result["test"]["protocol"]["pairs"] == plain["test"]["protocol"]["pairs"] == 12

@@ -198,24 +198,13 @@ def train_card_embedding(
     the photos of that dish (one drawn per visit). Model selection stays on the recipe1m_mini
     validation photos. Writes ``out_dir/model.pt``; returns history, pair counts, test metrics.
     """
-    import dataclasses
-
-    import torch
-
-    from beyondvis.engine import Trainer, load_checkpoint
-    from beyondvis.recipes.pipeline.categories import SemanticCategories
     from beyondvis.recipes.retrieval.features import ImageFeatures
     from beyondvis.recipes.retrieval.train import (
-        JointPairs,
         PairData,
-        _Forward,
-        build_model,
-        collate_joint,
         evaluate_joint,
+        fit_joint,
         load_inputs,
-        make_step_fn,
         pairs_for_split,
-        save_joint,
     )
 
     prep, out = Path(prep_dir), Path(out_dir)
@@ -246,29 +235,7 @@ def train_card_embedding(
                 img_rows.append(photos)
         train_pairs = PairData(rec_rows, img_rows)
     info["train_pairs"] = len(train_pairs)
-    num_classes = len(SemanticCategories.load(prep / "categories.json"))
-    val_pairs = pairs_for_split(recipes, images, "val")
-    model = build_model(cfg, recipes, images, w2v, num_classes)
-    data = JointPairs(recipes, images, train_pairs, cfg.loss, cfg.pos_fraction, cfg.repeats)
-
-    def eval_fn(wrapper: torch.nn.Module) -> dict[str, float]:
-        m = evaluate_joint(wrapper.model, recipes, images, val_pairs, n_subsets=1)
-        return {"val_medR": m["im2recipe"]["medR"], "val_R@10": m["im2recipe"]["R@10"]}
-
-    history = {}
-    for stage, epochs in ((1, cfg.stage1_epochs), (2, cfg.stage2_epochs), (3, cfg.stage3_epochs)):
-        if epochs <= 0:
-            continue
-        model.set_stage(stage)
-        tc = dataclasses.replace(cfg.train, out_dir=str(out / f"stage{stage}"), epochs=epochs)
-        wrapper = _Forward(model)
-        result = Trainer(
-            wrapper, tc, data, make_step_fn(cfg), eval_fn, collate_fn=collate_joint
-        ).fit(resume=False)
-        if result.best_checkpoint is not None:
-            wrapper.load_state_dict(load_checkpoint(result.best_checkpoint)["model"])
-        history[f"stage{stage}"] = {"best_val_medR": result.best_metric, "steps": result.steps}
-    save_joint(out / "model.pt", model, cfg)
+    model, history = fit_joint(prep, out, cfg, recipes, images, w2v, train_pairs)
     test = evaluate_joint(model, recipes, images, pairs_for_split(recipes, images, "test"))
     return {"history": history, "pairs": info, "test": test}
 

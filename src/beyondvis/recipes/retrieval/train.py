@@ -271,12 +271,31 @@ def build_model(
 
 def train_joint(prep_dir: str | Path, out_dir: str | Path, cfg: JointTrainConfig) -> dict[str, Any]:
     """Two-stage training; writes ``out_dir/model.pt`` and returns the test metrics."""
+    prep = Path(prep_dir)
+    recipes, images, w2v = load_inputs(prep, cfg.encoder)
+    train_pairs = pairs_for_split(recipes, images, "train")
+    model, history = fit_joint(prep, out_dir, cfg, recipes, images, w2v, train_pairs)
+    test = evaluate_joint(model, recipes, images, pairs_for_split(recipes, images, "test"))
+    return {"history": history, "test": test}
+
+
+def fit_joint(
+    prep_dir: str | Path,
+    out_dir: str | Path,
+    cfg: JointTrainConfig,
+    recipes: RecipeFeatures,
+    images: ImageFeatures,
+    w2v: np.ndarray,
+    train_pairs: PairData,
+) -> tuple[JointEmbedding, dict[str, Any]]:
+    """The thesis' staged schedule on ``train_pairs`` (model selection on the validation
+    pairs when there are two or more); writes ``out_dir/model.pt``, returns the model (best
+    checkpoint of the last stage) and each stage's history. ``train_joint`` uses the split's
+    own pairs; the card's assets (``recipes.generation.card_export``) add weak ones."""
     from beyondvis.recipes.pipeline.categories import SemanticCategories
 
-    prep, out = Path(prep_dir), Path(out_dir)
-    recipes, images, w2v = load_inputs(prep, cfg.encoder)
-    num_classes = len(SemanticCategories.load(prep / "categories.json"))
-    train_pairs = pairs_for_split(recipes, images, "train")
+    out = Path(out_dir)
+    num_classes = len(SemanticCategories.load(Path(prep_dir) / "categories.json"))
     val_pairs = pairs_for_split(recipes, images, "val")
     seed_everything(cfg.train.seed)  # before the model's init, not only in the Trainer's fit()
     model = build_model(cfg, recipes, images, w2v, num_classes)
@@ -305,8 +324,7 @@ def train_joint(prep_dir: str | Path, out_dir: str | Path, cfg: JointTrainConfig
             wrapper.load_state_dict(load_checkpoint(result.best_checkpoint)["model"])
         history[f"stage{stage}"] = {"best_val_medR": result.best_metric, "steps": result.steps}
     save_joint(out / "model.pt", model, cfg)
-    test = evaluate_joint(model, recipes, images, pairs_for_split(recipes, images, "test"))
-    return {"history": history, "test": test}
+    return model, history
 
 
 def save_joint(path: str | Path, model: JointEmbedding, cfg: JointTrainConfig) -> None:
