@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-from dataclasses import asdict
 from pathlib import Path
 
 from beyondvis.cli.common import (
@@ -17,7 +16,6 @@ from beyondvis.cli.common import (
     load_cli_config,
     print_json,
 )
-from beyondvis.utils import markdown_table
 from beyondvis.validation import (
     check_image_memory,
     check_writable,
@@ -379,15 +377,21 @@ def _check_shipped_overrides(args) -> None:
 
 
 def cmd_build(args) -> int:
-    from beyondvis.retrieval import MANIFEST, BLCFIndex, folder_lock, load_model_only
+    from beyondvis.retrieval import (
+        BLCFIndex,
+        build_index_folder,
+        build_settings,
+        check_no_index,
+        folder_lock,
+        load_model_only,
+    )
 
     _set_threads(args)
     check_writable(args.out, "index folder")  # before any photo is read
     photos = _photos(args.photos)
     if args.method == "frcnn":
         return _frcnn().cmd_build(args, photos, folder_lock, _device(args))
-    if (args.out / MANIFEST).exists():
-        raise CLIError(f"{args.out} already holds an index; use `index add` or another --out")
+    check_no_index(args.out, "use `index add` or another --out")
     # photos are encoded one at a time at up to max_side: --max-side 100000 would run out
     check_image_memory(_config(args).features.max_side, 1, side_flag="--max-side", batch_flag=None)
     if args.shard:
@@ -405,18 +409,21 @@ def cmd_build(args) -> int:
     if args.model:
         model = _guard(lambda: load_model_only(args.model))
         index = BLCFIndex(model=model, device=device)
+        codebook = f"model {Path(args.model).resolve()}"
     elif args.fit_codebook:
         index = BLCFIndex(_config(args), device=device)
+        codebook = "fitted"
     else:
         _check_shipped_overrides(args)
         index = _guard(lambda: BLCFIndex.pretrained(config=_config(args), device=device))
-    work = args.out / "work"
-    with folder_lock(args.out):  # a refusal is a BeyondvisError: one line from main()
-        _check_build_settings(work, index, args)
-        if not index.is_trained:
-            _guard(lambda: index.train(photos, work_dir=work, progress=True, workers=args.workers))
-        _guard(lambda: index.add(photos, work_dir=work, progress=True, workers=args.workers))
-        index.save(args.out)
+        codebook = "shipped"
+    # an interrupted build resumes only with these settings (a refusal is one line from main())
+    settings = build_settings(index.config, codebook, args.photos, args.shard)
+    _guard(
+        lambda: build_index_folder(
+            index, photos, args.out, settings, workers=args.workers, progress=True
+        )
+    )
     words = index.model.codebook.size
     source = index.model.name or "fitted"
     print(
@@ -426,95 +433,30 @@ def cmd_build(args) -> int:
     return 0
 
 
-BUILD_SETTINGS = "build_settings.json"
-
-
-def _check_build_settings(work: Path, index, args) -> None:
-    """An interrupted build resumes only with the settings it started with.
-
-    Its chunks in ``work/`` were computed with those settings; resuming with another
-    ``--max-side`` or codebook gave a mixed index (maps of two sizes, a manifest naming the
-    wrong vocabulary) and exit 0. The settings are written when a build starts.
-    """
-    import json
-
-    from beyondvis.engine import config_diff, format_diff
-    from beyondvis.utils import atomic_write_json
-
-    if args.model:
-        codebook = f"model {Path(args.model).resolve()}"
-    else:
-        codebook = "fitted" if args.fit_codebook else "shipped"
-    settings = {
-        "format": "beyondvis.index.build_settings/1",
-        "config": asdict(index.config),
-        "codebook": codebook,
-        "shard": args.shard,
-        "photos": str(Path(args.photos).resolve()),
-    }
-    path = work / BUILD_SETTINGS
-    # only a build that computed something is bound to its settings
-    started = work.is_dir() and any(p.name not in (BUILD_SETTINGS, "lock") for p in work.iterdir())
-    if path.is_file() and started:
-        try:
-            stored = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
-            raise CLIError(f"{path} is unreadable ({exc}); remove {work} to start afresh") from None
-        diff = config_diff(stored, settings)
-        if diff:
-            raise CLIError(
-                f"{args.out} holds an interrupted build with other settings: "
-                f"{format_diff(diff)}; re-run with the same settings to resume it, or remove "
-                f"{work} to start afresh"
-            )
-        return
-    work.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(path, settings)
-
-
 def cmd_add(args) -> int:
-    from beyondvis.retrieval import MANIFEST, BLCFIndex, folder_lock
+    from beyondvis.retrieval import add_to_index_folder, folder_lock
 
     _set_threads(args)
     photos = _photos(args.photos)
     if _frcnn().is_frcnn_index(args.index):
         return _frcnn().cmd_add(args, photos, folder_lock, _device(args))
-    if not (args.index / MANIFEST).is_file():  # its error, before the lock makes a folder
-        _guard(lambda: BLCFIndex.load(args.index, device=_device(args)))
-    with folder_lock(args.index):
-        # loaded under the lock: two concurrent adds each loaded the index first, and the
-        # later save dropped the other's photos (450 of 600 kept)
-        index = _guard(lambda: BLCFIndex.load(args.index, device=_device(args)))
-        before = len(index)
-        work = args.index / "work" / "add"
-        skipped = _guard(
-            lambda: index.add(photos, work_dir=work, progress=True, workers=args.workers)
+    done = _guard(
+        lambda: add_to_index_folder(
+            args.index, photos, _device(args), workers=args.workers, progress=True
         )
-        index.save(args.index)
+    )
     print(
-        f"added {len(index) - before} image(s); the index now holds {len(index)}; "
-        f"skipped {index.already_indexed} already indexed and {len(skipped)} unreadable"
+        f"added {done.added} image(s); the index now holds {len(done.index)}; "
+        f"skipped {done.already_indexed} already indexed and {len(done.skipped)} unreadable"
     )
     return 0
 
 
 def cmd_merge(args) -> int:
-    from beyondvis.retrieval import MANIFEST, BLCFIndex
+    from beyondvis.retrieval import check_no_index, merge_index_folders
 
-    if (args.out / MANIFEST).exists():
-        raise CLIError(f"{args.out} already holds an index; merge into another --out")
-
-    def merge():
-        index = BLCFIndex.load(args.shards[0])
-        for shard in args.shards[1:]:
-            try:
-                index.merge(BLCFIndex.load(shard))
-            except ValueError as exc:
-                raise type(exc)(f"shard {shard}: {exc}") from None
-        index.save(args.out)
-        return index
-
-    index = _guard(merge)
+    check_no_index(args.out, "merge into another --out")
+    index = _guard(lambda: merge_index_folders(args.shards, args.out))
     print(f"merged {len(args.shards)} shard(s): {len(index)} image(s) in {args.out}")
     return 0
 
@@ -539,11 +481,19 @@ def _parse_box(text: str) -> tuple[float, ...]:
     return box
 
 
-def cmd_search(args) -> int:
-    import numpy as np
+def _rerank_config(args):
+    from beyondvis.retrieval import RerankConfig
 
-    from beyondvis.io import ImageLoadError, load_image
-    from beyondvis.retrieval import BLCFIndex, RerankConfig, SearchConfig
+    return RerankConfig(
+        top_k=args.rerank_top,
+        aspect_threshold=None if args.no_aspect_filter else 0.4,
+        pyramid_levels=1 if args.no_pyramid else 2,
+    )
+
+
+def cmd_search(args) -> int:
+    from beyondvis.io import ImageLoadError
+    from beyondvis.retrieval import BLCFIndex, search_photo
 
     _set_threads(args)
 
@@ -554,135 +504,47 @@ def cmd_search(args) -> int:
     index = _guard(lambda: BLCFIndex.load(args.index, device=_device(args)))
     if args.backbone:
         _guard(lambda: index.check_backbone(args.backbone))
+    box = _parse_box(args.box) if args.box else None
     try:
-        image = load_image(args.query)
+        found = _guard(
+            lambda: search_photo(
+                index, args.query, box=box, mask=args.mask, k=args.top, mode=args.mode,
+                augment=args.augment, unmatched=args.unmatched, rerank=not args.no_rerank,
+                rerank_config=_rerank_config(args), qe=args.qe, qe_top=args.qe_top,
+                max_words=args.max_words or None,
+            )
+        )  # fmt: skip
     except ImageLoadError as exc:
         raise CLIError(str(exc)) from None
-    box = _parse_box(args.box) if args.box else None
-    mask = None
-    if args.mask:
-        try:
-            mask_img = load_image(args.mask)
-        except ImageLoadError as exc:
-            raise CLIError(str(exc)) from None
-        if mask_img.size != image.size:
-            raise CLIError(f"mask is {mask_img.size}, query is {image.size}: sizes must match")
-        mask = np.asarray(mask_img.convert("L")) > 0
-        if not mask.any():
-            raise CLIError(f"mask {args.mask} is empty")
-    if box is not None:
-        w, h = image.size
-        box = (max(box[0], 0), max(box[1], 0), min(box[2], w), min(box[3], h))
-        if not (box[2] > box[0] and box[3] > box[1]):
-            raise CLIError(f"--box lies outside the {w}x{h} query image")
-    mode = args.mode or ("ls" if (box is not None or mask is not None) else "gs")
-    rcfg = RerankConfig(
-        top_k=args.rerank_top,
-        aspect_threshold=None if args.no_aspect_filter else 0.4,
-        pyramid_levels=1 if args.no_pyramid else 2,
-    )
-    scfg = _guard(
-        lambda: SearchConfig(
-            mode=mode,
-            rerank=not args.no_rerank,
-            rerank_config=rcfg,
-            qe=args.qe,
-            qe_top=args.qe_top,
-            centre_prior=index.config.centre_prior,
-            max_words=args.max_words or None,
-        )
-    )
-    views = _guard(lambda: index.views(image, box=box, mask=mask, augment=args.augment))
-    hits = _guard(
-        lambda: index.search_views(views, k=args.top, config=scfg, unmatched=args.unmatched)
-    )
-    results = [h.as_dict() for h in hits]
-    qbox = views[0].box_pixels
-    if args.grid:
-        from beyondvis.retrieval import render_grid
-
-        render_grid(str(args.query), qbox, results[:GRID_MAX], args.grid)
-    if args.html:
-        from beyondvis.retrieval import render_html
-
-        render_html(str(args.query), qbox, results, args.html)
+    found.render(grid=args.grid, html=args.html, grid_max=GRID_MAX)
     if args.json:
-        print_json({"format": "beyondvis-blcf-results", "format_version": 1, "results": results})
+        print_json(found.to_json(), fmt="beyondvis-blcf-results")
     else:
-        for k, r in enumerate(results, 1):
-            box_text = "" if r["box"] is None else "  box " + ",".join(f"{v:.0f}" for v in r["box"])
-            print(f"{k:3d}  {r['score']:.4f}  {r['image']}{box_text}")
-        if not results:
-            print("no indexed photo shares a visual word with the query")
+        for line in found.lines():
+            print(line)
     return 0
 
 
 def cmd_evaluate(args) -> int:
-    import time
-
     _set_threads(args)
     if args.method == "frcnn":
         return _frcnn().cmd_evaluate(args, _device(args))
 
-    from beyondvis import resolve_device
-    from beyondvis.data import GroundTruthError
-    from beyondvis.retrieval import (
-        InstanceBenchmark,
-        RerankConfig,
-        localisation_table,
-        pooling_table,
-        shipped_model,
-        stage_table,
-    )
+    from beyondvis.retrieval import evaluate_blcf
     from beyondvis.utils import atomic_write_json
 
     cfg = _config(args)
-    tables = {t.strip() for t in args.tables.split(",") if t.strip()}
-    known = {"stages", "pooling", "localisation"}
-    if not tables <= known:
-        raise CLIError(f"unknown table(s) {sorted(tables - known)}")
-    t0 = time.perf_counter()
+    stages = None if not args.stages else [t.strip() for t in args.stages.split(",")]
     try:
-        bench = InstanceBenchmark(args.dataset, cfg, args.cache, str(resolve_device(args.device)))
-        model = None if args.codebook == "fitted" else _guard(lambda: shipped_model(args.codebook))
-        _guard(lambda: bench.fit_bow(model))
-    except (GroundTruthError, FileNotFoundError) as exc:
+        out = _guard(
+            lambda: evaluate_blcf(
+                args.dataset, cfg, args.cache, _device(args), tables=args.tables.split(","),
+                codebook=args.codebook, rerank=_rerank_config(args), qe_top=args.qe_top,
+                stages=stages, max_words=args.max_words or None, report=print,
+            )
+        )  # fmt: skip
+    except FileNotFoundError as exc:
         raise CLIError(str(exc)) from None
-    words = bench.model.codebook.size
-    out = {
-        "format": "beyondvis-blcf-evaluation",
-        "format_version": 1,
-        "config": asdict(bench.model.config),
-        "codebook": args.codebook,
-        "database_images": len(bench.names),
-        "queries": len(bench.gt),
-    }
-    print(
-        f"{len(bench.names)} database images, {len(bench.gt)} queries, {args.codebook} codebook "
-        f"of {words} words (features + codebook {time.perf_counter() - t0:.0f}s)"
-    )
-    rcfg = RerankConfig(
-        top_k=args.rerank_top,
-        aspect_threshold=None if args.no_aspect_filter else 0.4,
-        pyramid_levels=1 if args.no_pyramid else 2,
-    )
-    if "pooling" in tables:
-        rows = pooling_table(bench)
-        out["pooling"] = rows
-        print("\nBoW vs pooling (mAP)\n" + markdown_table(rows, ["method", "mode", "map"]))
-    if "stages" in tables:
-        only = None if not args.stages else [t.strip() for t in args.stages.split(",")]
-        rows = _guard(lambda: stage_table(bench, rcfg, args.qe_top, only, args.max_words or None))
-        out["stages"] = rows
-        print("\nPipeline stages (mAP)\n" + markdown_table(rows, ["stage", "map", "map_qaug"]))
-    if "localisation" in tables:
-        try:
-            rows = localisation_table(bench, rcfg)
-        except FileNotFoundError as exc:
-            raise CLIError(str(exc)) from None
-        out["localisation"] = rows
-        cols = ["stage", "positives_reranked", "mean_iou", "iou_ge_0.3", "iou_ge_0.5"]
-        print("\nLocalisation of reranked positives\n" + markdown_table(rows, cols))
     if args.json_out:
         atomic_write_json(args.json_out, out)
     return 0

@@ -14,7 +14,6 @@ import time
 from pathlib import Path
 
 from beyondvis.cli.common import CLIError, print_json
-from beyondvis.utils import markdown_table
 
 FORMAT = "beyondvis-frcnn-index"
 
@@ -173,97 +172,47 @@ def cmd_info(args) -> int:
 
 
 def cmd_search(args, parse_box, device: str) -> int:
-    from beyondvis.io import ImageLoadError, load_image
-    from beyondvis.retrieval.detector import DetectorIndex, DetectorSearchConfig
+    from beyondvis.io import ImageLoadError
+    from beyondvis.retrieval import DetectorIndex, search_detector_photo
 
-    try:
-        image = load_image(args.query)
-    except ImageLoadError as exc:
-        raise CLIError(str(exc)) from None
     box = parse_box(args.box) if args.box else None
-    if box is not None:
-        w, h = image.size
-        box = (max(box[0], 0), max(box[1], 0), min(box[2], w), min(box[3], h))
-        if not (box[2] > box[0] and box[3] > box[1]):
-            raise CLIError(f"--box lies outside the {w}x{h} query image")
     if args.mask is not None:
         raise CLIError("frcnn indexes take a --box, not a --mask")
     if args.qe not in (None, "gqe"):
         raise CLIError("frcnn indexes expand the query with whole-photo IPA vectors: --qe gqe")
     try:
         index = DetectorIndex.load(args.index, device=device)
-        sr = None if args.no_rerank else (args.sr or ("cs" if index.classes else "ca"))
-        cfg = DetectorSearchConfig(
-            ipa=args.ipa,
-            rpa=args.rpa,
-            rerank=sr,
-            top_k=args.rerank_top,
-            qe_top=args.qe_top if args.qe else 0,
-        )
-        hits = index.search(image, box=box, k=args.top, config=cfg, query_class=args.query_class)
+        found = search_detector_photo(
+            index, args.query, box=box, k=args.top,
+            rerank=None if args.no_rerank else (args.sr or "auto"),
+            query_class=args.query_class, ipa=args.ipa, rpa=args.rpa,
+            top_k=args.rerank_top, qe_top=args.qe_top if args.qe else 0,
+        )  # fmt: skip
+    except ImageLoadError as exc:
+        raise CLIError(str(exc)) from None
     except _errors() as exc:
         raise CLIError(str(exc).splitlines()[0]) from None
-    results = [h.as_dict() for h in hits]
-    if args.grid:
-        from beyondvis.retrieval import render_grid
-
-        render_grid(str(args.query), box, results[:60], args.grid)
-    if args.html:
-        from beyondvis.retrieval import render_html
-
-        render_html(str(args.query), box, results, args.html)
+    found.render(grid=args.grid, html=args.html)
     if args.json:
-        print_json({"format": "beyondvis-frcnn-results", "format_version": 1, "results": results})
+        print_json(found.to_json(), fmt="beyondvis-frcnn-results")
     else:
-        for k, r in enumerate(results, 1):
-            box_text = "" if r["box"] is None else "  box " + ",".join(f"{v:.0f}" for v in r["box"])
-            print(f"{k:3d}  {r['score']:.4f}  {r['image']}{box_text}")
+        for line in found.lines():
+            print(line)
     return 0
 
 
 def cmd_evaluate(args, device: str) -> int:
-    from beyondvis.retrieval.detector import (
-        NETWORKS,
-        DetectorBenchmark,
-        FinetuneConfig,
-        detector_tables,
-    )
+    from beyondvis.retrieval import FinetuneConfig, evaluate_detector
     from beyondvis.utils import atomic_write_json
 
-    networks = tuple(n.strip() for n in args.networks.split(",") if n.strip())
-    unknown = sorted(set(networks) - set(NETWORKS))
-    if unknown:
-        raise CLIError(f"unknown network(s) {unknown}; choose from {', '.join(NETWORKS)}")
-    tables = {t.strip() for t in args.tables.split(",")} & {"stages", "pooling", "cost"}
-    if not tables:
-        tables = {"pooling", "stages", "cost"}
     try:
-        bench = DetectorBenchmark(
-            args.dataset, _detector_config(args), Path(args.cache) / "frcnn", device,
-            FinetuneConfig(epochs=args.epochs),
+        out = evaluate_detector(
+            args.dataset, _detector_config(args), args.cache, device,
+            FinetuneConfig(epochs=args.epochs), tables=args.tables.split(","),
+            networks=args.networks.split(","), report=print,
         )  # fmt: skip
-        if "pooling" in tables and "off-the-shelf" not in networks:
-            tables.discard("pooling")
-        out = detector_tables(bench, tables, networks)
     except _errors() as exc:
         raise CLIError(str(exc).splitlines()[0]) from None
-    print(f"{len(bench.photos)} database images, {len(bench.queries)} queries")
-    if "pooling" in out:
-        print("\nSum vs max pooling, off the shelf (mAP)")
-        print(markdown_table(out["pooling"], ["filtering", "reranking", "map"]))
-    if "stages" in out:
-        print("\nReranking and query expansion (mAP; IPA-sum filtering, CA-SR with RPA-max)")
-        print(markdown_table(out["stages"], ["stage", *networks]))
-    if "cost" in out:
-        print("\nCost")
-        cols = ["method", "map", "bytes_per_image", "model_bytes", "query_seconds",
-                "build_seconds"]  # fmt: skip
-        print(markdown_table(out["cost"], cols))
     if args.json_out:
-        atomic_write_json(
-            args.json_out,
-            {"format": "beyondvis-frcnn-evaluation", "format_version": 1,
-             "config": bench.config.to_dict(), "database_images": len(bench.photos),
-             "queries": len(bench.queries), **out},
-        )  # fmt: skip
+        atomic_write_json(args.json_out, out)
     return 0

@@ -97,6 +97,36 @@ _EXPORTS = {
         ("average_precision", "mean_average_precision", "revisited_ap", "revisited_map"),
         ".evaluate",
     ),
+    **dict.fromkeys(
+        (
+            "BUILD_SETTINGS",
+            "AddReport",
+            "BuildSettingsError",
+            "IndexExistsError",
+            "add_to_index_folder",
+            "build_index_folder",
+            "build_settings",
+            "check_build_settings",
+            "check_no_index",
+            "merge_index_folders",
+        ),
+        ".build",
+    ),
+    **dict.fromkeys(
+        (
+            "GRID_MAX",
+            "QueryRegionError",
+            "QueryResult",
+            "clamp_box",
+            "region_mask",
+            "search_detector_photo",
+            "search_photo",
+        ),
+        ".query",
+    ),
+    "evaluate_blcf": ".evaluation",
+    "check_evaluation_tables": ".evaluation:check_tables",
+    "blcf_table_text": ".evaluation:table_text",
     "render_grid": ".visualize",
     "render_html": ".visualize",
     **{
@@ -110,6 +140,10 @@ _EXPORTS = {
             "queries_from_gt",
             "DetectorBenchmark",
             "is_detector_index",
+            "read_detector_manifest",
+            "evaluate_detector",
+            "detector_table_text",
+            "NETWORKS",
         )
     },
 }

@@ -42,7 +42,16 @@ _EXPORTS = {
         ("DetectorIndex", "DetectorSearchConfig", "is_detector_index", "read_detector_manifest"),
         ".index",
     ),
-    **dict.fromkeys(("NETWORKS", "DetectorBenchmark", "detector_tables"), ".benchmark"),
+    **dict.fromkeys(
+        (
+            "NETWORKS",
+            "DetectorBenchmark",
+            "detector_tables",
+            "detector_table_text",
+            "evaluate_detector",
+        ),
+        ".benchmark",
+    ),
 }
 
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())

@@ -11,8 +11,10 @@ import hashlib
 import json
 import logging
 import time
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -24,6 +26,7 @@ from beyondvis.retrieval.detector.model import DetectorConfig
 from beyondvis.retrieval.detector.pooling import KINDS, pool_box, pool_map
 from beyondvis.retrieval.evaluate import mean_average_precision
 from beyondvis.utils import atomic_write_json
+from beyondvis.validation import ValidationError
 
 log = logging.getLogger(__name__)
 NETWORKS = ("off-the-shelf", "FT_fc", "FT_all")
@@ -208,3 +211,70 @@ def detector_tables(
     if "cost" in tables:
         out["cost"] = cost_rows(bench, networks)
     return out
+
+
+EVALUATION_FORMAT = "beyondvis-frcnn-evaluation"
+EVALUATION_FORMAT_VERSION = 1
+TABLE_NAMES = ("pooling", "stages", "cost")
+COST_COLUMNS = ["method", "map", "bytes_per_image", "model_bytes", "query_seconds",
+                "build_seconds"]  # fmt: skip
+
+
+def detector_table_text(name: str, rows: list[dict], networks: Sequence[str] = NETWORKS) -> str:
+    """A table of :func:`evaluate_detector` as its title and a Markdown table."""
+    from beyondvis.utils import markdown_table
+
+    if name == "pooling":
+        title, columns = (
+            "Sum vs max pooling, off the shelf (mAP)",
+            ["filtering", "reranking", "map"],
+        )
+    elif name == "stages":
+        title = "Reranking and query expansion (mAP; IPA-sum filtering, CA-SR with RPA-max)"
+        columns = ["stage", *networks]
+    else:
+        title, columns = "Cost", COST_COLUMNS
+    return f"\n{title}\n" + markdown_table(rows, columns)
+
+
+def evaluate_detector(
+    dataset: str | Path,
+    config: DetectorConfig | None = None,
+    cache: str | Path = ".cache/retrieval",
+    device: str = "cpu",
+    finetune: FinetuneConfig | None = None,
+    tables: Iterable[str] = TABLE_NAMES,
+    networks: Sequence[str] = NETWORKS,
+    report: Callable[[str], Any] | None = None,
+) -> dict:
+    """Thesis Tables 3.1-3.3 of the detector index on ``dataset``: the
+    ``beyondvis-frcnn-evaluation`` object (docs/formats.md).
+
+    ``tables`` not among ``pooling``/``stages``/``cost`` are ignored (none left: all three);
+    the pooling table needs the off-the-shelf network. Indexes are cached under
+    ``cache/frcnn``. ``report`` receives the summary line, then each table's text.
+    """
+    networks = tuple(n.strip() for n in networks if n.strip())
+    unknown = sorted(set(networks) - set(NETWORKS))
+    if unknown:
+        raise ValidationError(f"unknown network(s) {unknown}; choose from {', '.join(NETWORKS)}")
+    names = {t.strip() for t in tables} & set(TABLE_NAMES)
+    if not names:
+        names = set(TABLE_NAMES)
+    bench = DetectorBenchmark(dataset, config, Path(cache) / "frcnn", device, finetune)
+    if "off-the-shelf" not in networks:
+        names.discard("pooling")
+    out = detector_tables(bench, names, networks)
+    if report is not None:
+        report(f"{len(bench.photos)} database images, {len(bench.queries)} queries")
+        for name in TABLE_NAMES:
+            if name in out:
+                report(detector_table_text(name, out[name], networks))
+    return {
+        "format": EVALUATION_FORMAT,
+        "format_version": EVALUATION_FORMAT_VERSION,
+        "config": bench.config.to_dict(),
+        "database_images": len(bench.photos),
+        "queries": len(bench.queries),
+        **out,
+    }
