@@ -49,6 +49,7 @@ _EXPORTS = {
             "FeatureCache",
             "FeatureCacheError",
             "cache_features",
+            "cache_image_features",
         ),
         ".features",
     ),
