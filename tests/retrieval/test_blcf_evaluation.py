@@ -72,3 +72,14 @@ def test_localisation_without_annotations_is_a_clear_error(tmp_path):
     with pytest.raises(FileNotFoundError):
         evaluate_blcf(bench, _config(), tmp_path / "cache", tables=["localisation"],
                       extractor=PatchFeatures())  # fmt: skip
+
+
+def test_detector_evaluation_refuses_unknown_networks_and_titles_its_tables(tmp_path):
+    from beyondvis.retrieval import detector_table_text, evaluate_detector
+
+    with pytest.raises(ValidationError, match=r"unknown network\(s\) \['FT_x'\]"):
+        evaluate_detector(tmp_path / "nothing", networks=["FT_fc", " FT_x"])
+    rows = [{"stage": "IPA", "off-the-shelf": 0.5, "FT_fc": 0.75}]
+    text = detector_table_text("stages", rows, ["off-the-shelf", "FT_fc"])
+    assert text.startswith("\nReranking and query expansion (mAP;")
+    assert "| stage | off-the-shelf | FT_fc |" in text and "| IPA | 0.500 | 0.750 |" in text

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import os
 import sys
 from pathlib import Path
@@ -23,8 +22,6 @@ from beyondvis.cli.common import (
     resume_refusal,
 )
 from beyondvis.validation import fraction, positive_int
-
-log = logging.getLogger(__name__)
 
 
 def register(subparsers) -> None:
@@ -178,72 +175,19 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    import dataclasses
-
-    from beyondvis import resolve_device
-    from beyondvis import segmentation as ex
-    from beyondvis.data import InstanceDataError
-    from beyondvis.engine import CheckpointError
-    from beyondvis.segmentation import plot_error_analysis
+    from beyondvis.segmentation import eval_lines, evaluate_checkpoint
 
     _threads(args)
-    if not args.checkpoint.is_file():
-        raise CLIError(f"checkpoint not found: {args.checkpoint}")
-    try:
-        model, cfg, extra = ex.model_from_checkpoint(args.checkpoint)
-        if args.data_root:
-            cfg.data = dataclasses.replace(cfg.data, root=args.data_root)
-        splits = ex.read_splits(cfg.data)
-    except (CheckpointError, ValueError, KeyError, InstanceDataError) as exc:
-        raise CLIError(f"cannot evaluate {args.checkpoint}: {exc}") from None
-    if args.stop_threshold is not None:
-        cfg.inference = dataclasses.replace(cfg.inference, stop_threshold=args.stop_threshold)
-    if model.encoder is None:
-        model.encoder = ex.build_backbone(cfg.encoder)
-        for p in model.encoder.parameters():
-            p.requires_grad_(False)
-    report, skipped = ex.evaluate_records(
-        model,
-        splits.split(args.split),
-        splits.classes,
-        cfg.data.image_size,
-        cfg.inference,
-        resolve_device(args.device),
-        full_resolution=args.resolution == "original",
-        progress=sys.stderr.isatty(),
-    )
-    out = {
-        "format": "beyondvis.rsis.eval/1",
-        "checkpoint": str(args.checkpoint),
-        "dataset": splits.name,
-        "split": args.split,
-        "image_size": cfg.data.image_size,
-        "resolution": args.resolution,
-        "stop_threshold": cfg.inference.stop_threshold,
-        **report,
-        "skipped_items": [{"item": i, "reason": r} for i, r in skipped],
-    }
-    if args.plot:
-        plot_error_analysis(out, str(args.plot))
-        out["plot"] = str(args.plot)
+    out = evaluate_checkpoint(
+        args.checkpoint, args.split, data_root=args.data_root,
+        stop_threshold=args.stop_threshold, resolution=args.resolution, device=args.device,
+        plot=args.plot, progress=sys.stderr.isatty(),
+    )  # fmt: skip
     if args.json:
         print_json(out, fmt="beyondvis.rsis.eval/1")
     else:
-        print(
-            f"{splits.name} {args.split}: {out['num_images']} images ({args.resolution} resolution)"
-        )
-        print(f"  SBD     {100 * out['sbd']:.1f} (+-{100 * out['sbd_std']:.1f})")
-        print(
-            f"  |DiC|   {out['abs_dic']:.2f} (+-{out['abs_dic_std']:.2f})   DiC {out['dic']:+.2f}"
-        )
-        print(
-            "  AP      "
-            + "  ".join(f"{k} {100 * out[k]:.1f}" for k in ("ap", "ap50", "ap60", "ap70", "ap80"))
-        )
-        taus = out["order_kendall_tau"]
-        print("  order   " + "  ".join(f"{k} {v:+.3f}" for k, v in taus.items()))
-        for item, reason in skipped:
-            print(f"  skipped {item}: {reason}")
+        for line in eval_lines(out):
+            print(line)
     return 0
 
 
@@ -307,50 +251,18 @@ def _expand(items: list[Path]) -> list[Path]:
 
 
 def cmd_tune_stop(args: argparse.Namespace) -> int:
-    from beyondvis import resolve_device
-    from beyondvis import segmentation as ex
-    from beyondvis.data import InstanceDataError
-    from beyondvis.engine import CheckpointError
-    from beyondvis.segmentation import ViewDataset
+    from beyondvis.segmentation import sweep_lines, tune_stop_threshold
 
     _threads(args)
-    if not args.checkpoint.is_file():
-        raise CLIError(f"checkpoint not found: {args.checkpoint}")
-    try:
-        model, cfg, _ = ex.model_from_checkpoint(args.checkpoint)
-        splits = ex.read_splits(cfg.data)
-    except (CheckpointError, ValueError, KeyError, InstanceDataError) as exc:
-        raise CLIError(f"cannot load {args.checkpoint}: {exc}") from None
-    records = splits.split(args.split)
-    if not records:
-        raise CLIError(f"the {args.split} split of {splits.name} is empty")
-    cfg.train.progress = sys.stderr.isatty()
-    device = resolve_device(args.device)
-    if model.encoder is None:  # frozen encoder: reuse (or build) the cached maps of the split
-        backbone = ex.build_backbone(cfg.encoder)
-        data = ex.cache_views(cfg, records, args.split, backbone, augment=False)
-    else:
-        pre = model.encoder.preprocess
-        views = ViewDataset(records, cfg.data.image_size, None, mean=pre.mean, std=pre.std)
-        data = ex.OnlineViews(views)
-    rows = ex.stop_threshold_sweep(cfg, model.to(device), data, device, list(args.thresholds))
-    if args.pick == "sbd":
-        best = max(rows, key=lambda r: r["sbd"])
-    else:
-        best = min(rows, key=lambda r: (r["abs_dic"], -r["sbd"]))
-    out = {"format": "beyondvis.rsis.tune-stop/1", "checkpoint": str(args.checkpoint),
-           "split": args.split, "config_stop_threshold": cfg.inference.stop_threshold,
-           "best": best, "sweep": rows}  # fmt: skip
+    out = tune_stop_threshold(
+        args.checkpoint, args.split, list(args.thresholds), pick=args.pick, device=args.device,
+        progress=sys.stderr.isatty(),
+    )  # fmt: skip
     if args.json:
         print_json(out, fmt="beyondvis.rsis.tune_stop/1")
     else:
-        print(f"{'threshold':>9}  {'SBD':>6}  {'DiC':>6}  {'|DiC|':>6}")
-        for r in rows:
-            mark = "  <- best" if r is best else ""
-            print(
-                f"{r['stop_threshold']:9.2f}  {100 * r['sbd']:6.1f}  {r['dic']:+6.2f}  "
-                f"{r['abs_dic']:6.2f}{mark}"
-            )
+        for line in sweep_lines(out):
+            print(line)
     return 0
 
 
@@ -375,33 +287,9 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_data(args: argparse.Namespace) -> int:
-    import numpy as np
+    from beyondvis.segmentation import dataset_summary
 
-    from beyondvis.data import InstanceDataError, read_annotation
-    from beyondvis.segmentation import read_splits
-
-    cfg = _config(args)
-    try:
-        splits = read_splits(cfg.data)
-    except InstanceDataError as exc:
-        raise CLIError(str(exc)) from None
-    out = {"format": "beyondvis.rsis.data/1", "dataset": splits.name, "classes": splits.classes,
-           "notes": splits.notes, "splits": {}}  # fmt: skip
-    for name in ("train", "val", "test"):
-        counts = []
-        for record in splits.split(name):
-            try:
-                counts.append(len(read_annotation(record)[1]))
-            except (InstanceDataError, OSError) as exc:
-                log.warning("skipped %s: %s", record.item_id, exc)
-        c = np.asarray(counts)
-        out["splits"][name] = {
-            "images": len(counts),
-            "objects_mean": float(c.mean()) if len(c) else 0.0,
-            "objects_min": int(c.min()) if len(c) else 0,
-            "objects_max": int(c.max()) if len(c) else 0,
-        }
-    print_json(out, fmt="beyondvis.rsis.data/1")
+    print_json(dataset_summary(_config(args)), fmt="beyondvis.rsis.data/1")
     return 0
 
 

@@ -92,6 +92,17 @@ _EXPORTS = {
     # online views of the fine-tuning path (the class is private to experiment.py)
     "OnlineViews": ".experiment:_SafeViews",
     "Segmenter": ".predict",
+    **dict.fromkeys(
+        (
+            "SegmentationRunError",
+            "dataset_summary",
+            "eval_lines",
+            "evaluate_checkpoint",
+            "sweep_lines",
+            "tune_stop_threshold",
+        ),
+        ".reports",
+    ),
 }
 
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())
