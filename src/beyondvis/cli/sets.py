@@ -162,51 +162,24 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from beyondvis.data import SetDataError
-    from beyondvis.engine import CheckpointError
-    from beyondvis.sets import evaluate_folder, load_trained, plot_f1_by_cardinality, test_report
+    from beyondvis.sets import eval_lines, score_checkpoint
 
     _threads(args)
     if args.root is not None:
-        split = args.split or "all"
         if not args.root.exists():
             raise CLIError(f"--root {args.root} does not exist")
-        try:
-            report = evaluate_folder(
-                args.checkpoint, args.root, args.dataset, split, device=args.device
-            )
-        except (CheckpointError, SetDataError, ValueError, KeyError) as exc:
-            raise CLIError(f"cannot score {args.root} with {args.checkpoint}: {exc}") from None
-        where = f"{args.root} ({report['dataset']}, {split})"
-    else:
-        if args.dataset:
-            raise CLIError("--dataset needs --root")
-        split = args.split or "test"
-        if split == "all":
-            raise CLIError("--split all needs --root")
-        try:
-            prepared = load_trained(args.checkpoint)
-        except (CheckpointError, SetDataError, ValueError, KeyError) as exc:
-            raise CLIError(f"cannot load {args.checkpoint}: {exc}") from None
-        report = test_report(prepared, split)
-        where = split
-    metrics = report.pop("_metrics")
-    if args.plot:
-        plot_f1_by_cardinality({report["model"]: metrics.f1_by_cardinality()}, args.plot)
-        report["plot"] = str(args.plot)
+    elif args.dataset:
+        raise CLIError("--dataset needs --root")
+    elif args.split == "all":
+        raise CLIError("--split all needs --root")
+    report = score_checkpoint(
+        args.checkpoint, args.root, args.dataset, args.split, device=args.device, plot=args.plot
+    )
     if args.json:
         print_json(report, fmt="beyondvis.sets.eval/1")
     else:
-        print(f"{report['model']} on {where}: {int(report['num_images'])} images")
-        for key in ("o_f1", "c_f1", "i_f1", "iou", "card_err", "p@1"):
-            if key in report:
-                print(f"  {key:9s} {report[key]:.4f}")
-        for note in report.get("notes", []):
-            print(f"  note: {note}")
-        if report.get("skipped_images"):
-            print(f"  skipped: {report['skipped_images']} unreadable image(s)")
-        if "warning" in report:
-            print(f"  warning: {report['warning']}")
+        for line in eval_lines(report, args.split, args.root):
+            print(line)
     return 0
 
 
@@ -215,6 +188,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
 
     from beyondvis.data import SetDataError
     from beyondvis.sets import run_tune as tune
+    from beyondvis.sets import tune_summary_line
 
     _threads(args)
     cfg = _config(args)
@@ -232,15 +206,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
     except (SetDataError, ValueError, RuntimeError) as exc:
         raise CLIError(str(exc)) from None
     print_json(summary, fmt="beyondvis.sets.tune/1")
-    print(
-        f"{summary['model']}: {summary['trials']} trials ({summary['completed']} completed, "
-        f"{summary['pruned']} pruned), {summary['trial_epochs_total']:g} training epochs, "
-        f"total CPU time {summary['cpu_seconds_trials']:.0f} s over all trials "
-        f"({summary['cpu_seconds_this_session']:.0f} s this session); best val O-F1 "
-        f"{summary['best_val_o_f1']:.4f}; table {args.out / 'trials.md'}, plot "
-        f"{args.out / 'trials.png'}, config {args.out / 'best_config.yaml'}",
-        file=sys.stderr,
-    )
+    print(tune_summary_line(summary, args.out), file=sys.stderr)
     return 0
 
 

@@ -58,6 +58,9 @@ _EXPORTS = {
     "list_set_configs": ".experiment:packaged_configs",
     # ``tune`` is also the submodule's name, so the function is exported as run_tune
     "run_tune": ".tune:tune",
+    **dict.fromkeys(
+        ("SetsRunError", "eval_lines", "score_checkpoint", "tune_summary_line"), ".reports"
+    ),
     "run_probe": ".probe",
     "load_table_spec": ".multiseed",
     "run_table": ".multiseed",
