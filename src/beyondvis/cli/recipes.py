@@ -15,9 +15,7 @@ beyondvis recipes arithmetic --bundle runs/bundle --plus "chicken pizza" --minus
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
-from typing import Any
 
 from beyondvis.cli.common import (
     CLIError,
@@ -249,80 +247,43 @@ def _image_features(args: argparse.Namespace) -> int:
     return 0
 
 
-def _format_metrics(m: dict[str, Any]) -> str:
-    p = m["protocol"]
-    parts = [f"test pairs {p['pairs']}, {p['n_subsets']} subsets of {p['subset_size']}"]
-    for d in ("im2recipe", "recipe2im"):
-        x = m[d]
-        parts.append(
-            f"{d}: medR {x['medR']:.1f} R@1 {x['R@1']:.3f} R@5 {x['R@5']:.3f} R@10 {x['R@10']:.3f}"
-        )
-    return "\n".join(parts)
-
-
 def _train(args: argparse.Namespace) -> int:
-    from beyondvis.recipes import JointTrainConfig, train_joint
-    from beyondvis.utils import atomic_write_json
+    from beyondvis.recipes import JointTrainConfig, format_metrics, train_run
 
     _need_dir(args.data, "--data")
     cfg = load_cli_config(args, JointTrainConfig, "recipes")
     apply_threads(args)
     try:
-        result = train_joint(args.data, args.out, cfg)
+        result = train_run(args.data, args.out, cfg)
     except (FileNotFoundError, ValueError) as exc:
         raise CLIError(str(exc)) from exc
-    atomic_write_json(Path(args.out) / "results.json", result)
-    print(_format_metrics(result["test"]))
+    print(format_metrics(result["test"]))
     print(f"model: {Path(args.out) / 'model.pt'}")
     return 0
 
 
 def _baselines(args: argparse.Namespace) -> int:
-    from beyondvis.recipes import fit_cca_baseline, random_baseline
-    from beyondvis.utils import atomic_write_json
+    from beyondvis.recipes import format_metrics, run_baselines
 
     _need_dir(args.data, "--data")
     try:
-        out = {
-            "random": random_baseline(args.data),
-            "cca": fit_cca_baseline(args.data, k=args.cca_dim, reg=args.cca_reg),
-        }
+        out = run_baselines(args.data, cca_dim=args.cca_dim, cca_reg=args.cca_reg)
     except (FileNotFoundError, ValueError) as exc:
         raise CLIError(str(exc)) from exc
-    atomic_write_json(Path(args.data) / "baselines.json", out)
     for name, res in out.items():
-        print(f"[{name}]\n" + _format_metrics(res["test"]))
+        print(f"[{name}]\n" + format_metrics(res["test"]))
     return 0
 
 
 def _table(args: argparse.Namespace) -> int:
+    from beyondvis.recipes import results_table
+
     data = _need_dir(args.data, "--data")
-    rows: list[tuple[str, dict]] = []
-    base = data / "baselines.json"
-    if base.is_file():
-        b = json.loads(base.read_text())
-        rows += [
-            ("random ranking", b["random"]["test"]),
-            ("CCA (w2v + skip-instr. + image)", b["cca"]["test"]),
-        ]
+    runs = []
     for spec in args.run:
         name, _, folder = spec.partition("=")
-        res = Path(folder or name) / "results.json"
-        if not res.is_file():
-            raise CLIError(f"{res} missing: train that run first")
-        rows.append((name, json.loads(res.read_text())["test"]))
-    if not rows:
-        raise CLIError("nothing to tabulate: run 'recipes baselines' or pass --run NAME=DIR")
-    p = rows[0][1]["protocol"]
-    print(f"Test pairs: {p['pairs']} (mean of {p['n_subsets']} subsets of {p['subset_size']})\n")
-    print("| method | im2recipe medR | R@1 | R@5 | R@10 | recipe2im medR | R@1 | R@5 | R@10 |")
-    print("|---|---|---|---|---|---|---|---|---|")
-    for name, m in rows:
-        cells = []
-        for d in ("im2recipe", "recipe2im"):
-            x = m[d]
-            cells += [f"{x['medR']:.1f}", f"{x['R@1']:.3f}", f"{x['R@5']:.3f}", f"{x['R@10']:.3f}"]
-        print(f"| {name} | " + " | ".join(cells) + " |")
+        runs.append((name, folder or name))
+    print(results_table(data, runs))
     return 0
 
 
@@ -340,61 +301,38 @@ def _index(args: argparse.Namespace) -> int:
     return 0
 
 
-def _load_searcher(bundle: str, device: str = "cpu"):
-    from beyondvis.recipes import RecipeSearcher
-
-    if not (Path(bundle) / "bundle.json").is_file():
-        raise CLIError(f"{bundle} is not a search bundle: build one with 'beyondvis recipes index'")
-    return RecipeSearcher(bundle, device=device)
-
-
 def _search(args: argparse.Namespace) -> int:
+    from beyondvis.recipes import open_searcher, search_lines, search_recipes
+
     if (args.image is None) == (args.text is None):
         raise CLIError("give exactly one of IMAGE or --text")
     if args.top < 1:
         raise CLIError("--top must be >= 1")
     device = "cpu" if args.device == "auto" else args.device
-    searcher = _load_searcher(args.bundle, device)
-    if args.image is not None:
-        if not Path(args.image).is_file():
-            raise CLIError(f"{args.image}: no such file")
-        try:
-            hits = searcher.search_image(args.image, args.top)
-        except ValueError as exc:
-            raise CLIError(str(exc)) from exc
-        query: dict[str, Any] = {"image": args.image}
-    else:
-        try:
-            hits, names = searcher.search_text(args.text, args.top)
-        except ValueError as exc:
-            raise CLIError(str(exc)) from exc
-        query = {"text": args.text, "ingredients_found": names}
-    results = [{"rank": r + 1, "score": round(s, 4), **item} for r, (s, item) in enumerate(hits)]
+    searcher = open_searcher(args.bundle, device)
+    try:
+        out = search_recipes(searcher, image=args.image, text=args.text, top=args.top)
+    except ValueError as exc:
+        raise CLIError(str(exc)) from exc
     if args.json:
-        print_json({"query": query, "results": results}, fmt="beyondvis.recipes.search/1")
+        print_json(out, fmt="beyondvis.recipes.search/1")
         return 0
-    if args.text is not None:
-        print(f"ingredients recognised: {', '.join(query['ingredients_found']) or '(none)'}")
-    for r in results:
-        what = r.get("image") or r["id"]
-        print(f"{r['rank']}. {r['score']:.3f}  {r['title']}  [{what}]")
+    for line in search_lines(out):
+        print(line)
     return 0
 
 
 def _arithmetic(args: argparse.Namespace) -> int:
-    searcher = _load_searcher(args.bundle)
+    from beyondvis.recipes import arithmetic_lines, open_searcher, recipe_arithmetic
+
+    searcher = open_searcher(args.bundle)
     try:
-        hits = searcher.arithmetic(args.plus, args.minus, args.top, args.space)
+        out = recipe_arithmetic(searcher, args.plus, args.minus, args.top, args.space)
     except ValueError as exc:
         raise CLIError(str(exc)) from exc
-    results = [{"rank": r + 1, "score": round(s, 4), **item} for r, (s, item) in enumerate(hits)]
     if args.json:
-        print_json(
-            {"plus": args.plus, "minus": args.minus, "results": results},
-            fmt="beyondvis.recipes.arithmetic/1",
-        )
+        print_json(out, fmt="beyondvis.recipes.arithmetic/1")
         return 0
-    print(" + ".join(args.plus) + "".join(f" - {m}" for m in args.minus))
-    for r in results:
-        print(f"{r['rank']}. {r['score']:.3f}  {r['title']}")
+    for line in arithmetic_lines(out):
+        print(line)
     return 0

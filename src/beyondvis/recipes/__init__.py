@@ -94,6 +94,21 @@ _EXPORTS = {
     "RecipeRetriever": ".retrieval",
     "RetrievalAssetError": ".retrieval",
     "format_retrieved": ".retrieval",
+    **dict.fromkeys(
+        (
+            "RecipeRunError",
+            "arithmetic_lines",
+            "format_metrics",
+            "open_searcher",
+            "recipe_arithmetic",
+            "results_table",
+            "run_baselines",
+            "search_lines",
+            "search_recipes",
+            "train_run",
+        ),
+        ".retrieval",
+    ),
     # ch. 9: the cook model of beyondvis.recipes.generation
     **{name: ".generation" for name in ("CookModel", "OrtCookModel", "PACKAGE_BUNDLE")},
 }

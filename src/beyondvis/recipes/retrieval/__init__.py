@@ -32,6 +32,22 @@ _EXPORTS = {
     "RecipeRetriever": ".card_retrieval",
     "RetrievalAssetError": ".card_retrieval",
     "format_retrieved": ".card_retrieval",
+    # what the `recipes` commands run and print
+    **dict.fromkeys(
+        (
+            "RecipeRunError",
+            "arithmetic_lines",
+            "format_metrics",
+            "open_searcher",
+            "recipe_arithmetic",
+            "results_table",
+            "run_baselines",
+            "search_lines",
+            "search_recipes",
+            "train_run",
+        ),
+        ".reports",
+    ),
 }
 
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())
