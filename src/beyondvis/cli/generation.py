@@ -4,7 +4,6 @@ ch. 9 tables, score cook cards on any folder."""
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 from beyondvis.cli.common import (
@@ -208,41 +207,29 @@ def run_export(args: argparse.Namespace) -> int:
 
 
 def run_table(args: argparse.Namespace) -> int:
-    from beyondvis.recipes.generation import (
-        INGREDIENT_MODELS,
-        PACKAGE_BUNDLE,
-        fusion_table,
-        ingredient_table,
-        load_data,
-        retrieval_table,
-    )
+    from beyondvis.recipes.generation import generation_table, write_table
 
     cfg = _config(args)
+    models = args.models.split(",") if args.models else None
     try:
-        data = load_data(cfg)
+        rows = generation_table(cfg, args.which, models, bundle=args.bundle)
     except FileNotFoundError as exc:
         raise CLIError(str(exc)) from exc
-    if args.which == "ingredients":
-        models = tuple(args.models.split(",")) if args.models else INGREDIENT_MODELS
-        rows = ingredient_table(cfg, data, models)
-    elif args.which == "fusions":
-        only = tuple(args.models.split(",")) if args.models else None
-        rows = fusion_table(cfg, data, only)
-    else:
-        rows = retrieval_table(data, args.bundle or PACKAGE_BUNDLE)
     if args.out:
-        table = {"format": "beyondvis.generation.table/1", "rows": rows}  # as printed
-        Path(args.out).write_text(json.dumps(table, indent=2) + "\n")
+        write_table(rows, args.out)  # as printed
     print_json(rows, fmt="beyondvis.generation.table/1")
     return 0
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
-    import dataclasses
     import sys
 
-    from beyondvis.recipes.generation import EvaluateError, evaluate_folder, format_report
-    from beyondvis.utils import atomic_write
+    from beyondvis.recipes.generation import (
+        EvaluateError,
+        evaluate_folder,
+        format_report,
+        write_cards,
+    )
 
     if args.threads is not None and args.threads < 1:
         raise CLIError(f"--threads must be >= 1, got {args.threads}")
@@ -268,9 +255,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     except EvaluateError as exc:
         raise CLIError(str(exc)) from exc
     if args.cards:
-        with atomic_write(args.cards, mode="w") as fh:
-            for card in cards:
-                fh.write(json.dumps(dataclasses.asdict(card), ensure_ascii=False) + "\n")
+        write_cards(cards, args.cards)
     if args.json:
         print_json(report, fmt="beyondvis.generation.evaluate/1")
     else:

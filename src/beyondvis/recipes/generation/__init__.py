@@ -48,9 +48,17 @@ _EXPORTS = {
         "load_model",
         "run_training",
     ],
-    "evaluate": ["EvaluateError", "evaluate_folder", "format_report"],
+    "evaluate": ["EvaluateError", "evaluate_folder", "format_report", "write_cards"],
     "runtime": ["RUNTIMES", "CookModelError", "load_model"],
-    "tables": ["INGREDIENT_MODELS", "fusion_table", "ingredient_table", "retrieval_table"],
+    "tables": [
+        "INGREDIENT_MODELS",
+        "TABLES",
+        "fusion_table",
+        "generation_table",
+        "ingredient_table",
+        "retrieval_table",
+        "write_table",
+    ],
 }
 _LAZY = {name: module for module, names in _EXPORTS.items() for name in names}
 
@@ -90,6 +98,10 @@ __all__ = [
     "format_card",
     "format_report",
     "fusion_table",
+    "generation_table",
+    "write_cards",
+    "write_table",
+    "TABLES",
     "has_onnx",
     "ingredient_table",
     "load_data",

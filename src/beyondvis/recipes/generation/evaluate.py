@@ -591,3 +591,12 @@ def format_report(report: dict[str, Any]) -> str:
         if len(report["skipped"]) > 10:
             lines.append(f"  ... {len(report['skipped']) - 10} more (see --json)")
     return "\n".join(lines)
+
+
+def write_cards(cards: Iterable[Any], path: str | os.PathLike) -> None:
+    """The cards of :func:`evaluate_folder` (``cards_out``) as JSON Lines, written atomically."""
+    from beyondvis.utils import atomic_write
+
+    with atomic_write(path, mode="w") as fh:
+        for card in cards:
+            fh.write(json.dumps(dataclasses.asdict(card), ensure_ascii=False) + "\n")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -154,3 +155,45 @@ def retrieval_table(data: GenData, bundle: str | Path) -> dict[str, Any]:
         "mentions_generated": {k: round(float(v), 4) for k, v in mentions.compute().items()},
         "mentions_retrieved": {k: round(float(v), 4) for k, v in mentions_ret.compute().items()},
     }
+
+
+TABLES = ("ingredients", "fusions", "retrieval")
+TABLE_FORMAT = "beyondvis.generation.table/1"
+
+
+def generation_table(
+    config: GenerationConfig,
+    which: str,
+    models: Sequence[str] | None = None,
+    bundle: str | Path | None = None,
+    data: GenData | None = None,
+) -> Any:
+    """The rows of chapter-9 table ``which`` (``ingredients``, ``fusions`` or ``retrieval``)
+    on ``config``'s prepared data (``load_data(config)`` unless ``data`` is given).
+
+    ``models`` restricts the ingredient predictors (default :data:`INGREDIENT_MODELS`) or the
+    fusion rows (default all); ``bundle`` is the cook bundle the retrieval table scores
+    (default the shipped one).
+    """
+    from beyondvis.recipes.generation.card import PACKAGE_BUNDLE
+    from beyondvis.recipes.generation.experiment import load_data
+
+    if which not in TABLES:
+        raise ValueError(f"unknown table {which!r}; choose from {', '.join(TABLES)}")
+    data = data if data is not None else load_data(config)
+    if which == "ingredients":
+        return ingredient_table(config, data, tuple(models) if models else INGREDIENT_MODELS)
+    if which == "fusions":
+        return fusion_table(config, data, tuple(models) if models else None)
+    return retrieval_table(data, bundle or PACKAGE_BUNDLE)
+
+
+def write_table(rows: Any, path: str | Path) -> None:
+    """``rows`` as the ``beyondvis.generation.table/1`` JSON that ``generation table`` prints,
+    written atomically."""
+    import json
+
+    from beyondvis.utils import atomic_write
+
+    with atomic_write(path, mode="w") as fh:
+        fh.write(json.dumps({"format": TABLE_FORMAT, "rows": rows}, indent=2) + "\n")
