@@ -31,6 +31,13 @@ def add_device_argument(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def device_name(args: argparse.Namespace) -> str:
+    """The device ``--device`` names, resolved (``auto`` -> ``cuda`` when present, else ``cpu``)."""
+    from beyondvis import resolve_device
+
+    return str(resolve_device(args.device))
+
+
 def print_json(obj: Any, fmt: str | None = None) -> None:
     """Print ``obj`` as JSON. ``fmt`` (``"beyondvis.<command>/<version>"``, docs/formats.md)
     becomes the output's first key ``"format"``; a list is wrapped as ``{"format", "rows"}``;

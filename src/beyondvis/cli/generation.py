@@ -19,7 +19,6 @@ from beyondvis.cli.common import (
     resume_mode,
 )
 from beyondvis.recipes.generation import RUNTIMES
-from beyondvis.validation import positive_int
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -155,12 +154,7 @@ def _register_evaluate(sub: argparse._SubParsersAction) -> None:
         default=None,
         help="also write every card as JSON Lines to this file (default: no)",
     )
-    evaluate.add_argument(
-        "--threads",
-        type=positive_int,
-        default=None,
-        help="CPU threads for ONNX Runtime / PyTorch (default: the runtime's own)",
-    )
+    add_threads_argument(evaluate, what=" or ONNX Runtime (the cook model's runtime)")
     evaluate.add_argument(
         "--runtime",
         choices=RUNTIMES,
@@ -231,8 +225,6 @@ def run_evaluate(args: argparse.Namespace) -> int:
         write_cards,
     )
 
-    if args.threads is not None and args.threads < 1:
-        raise CLIError(f"--threads must be >= 1, got {args.threads}")
     if args.limit is not None and args.limit < 1:
         raise CLIError(f"--limit must be >= 1, got {args.limit}")
     staples = [s.strip() for s in args.staples.split(",") if s.strip()] if args.staples else None

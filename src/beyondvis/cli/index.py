@@ -13,6 +13,7 @@ from beyondvis.cli.common import (
     add_threads_argument,
     apply_threads,
     config_overrides,
+    device_name,
     load_cli_config,
     print_json,
 )
@@ -238,10 +239,6 @@ def _quietly(handler):
     return run
 
 
-def _set_threads(args) -> None:
-    apply_threads(args, faiss=True)
-
-
 def _add_config_args(p: argparse.ArgumentParser) -> None:
     _add_threads(p)
     add_config_arguments(
@@ -345,21 +342,15 @@ def _guard(fn):
 def cmd_train(args) -> int:
     from beyondvis.retrieval import BLCFIndex, save_model_only
 
-    _set_threads(args)
+    apply_threads(args, faiss=True)
     cfg = _config(args)
     photos = _photos(args.photos)
-    index = BLCFIndex(cfg, device=_device(args))
+    index = BLCFIndex(cfg, device=device_name(args))
     _guard(lambda: index.train(photos, progress=True, workers=args.workers))
     model = index.model.to_half() if args.float16 else index.model
     save_model_only(args.out, model)
     print(f"model {model.fingerprint()} ({model.codebook.size} words) written to {args.out}")
     return 0
-
-
-def _device(args) -> str:
-    from beyondvis import resolve_device
-
-    return str(resolve_device(args.device))
 
 
 def _check_shipped_overrides(args) -> None:
@@ -386,11 +377,11 @@ def cmd_build(args) -> int:
         load_model_only,
     )
 
-    _set_threads(args)
+    apply_threads(args, faiss=True)
     check_writable(args.out, "index folder")  # before any photo is read
     photos = _photos(args.photos)
     if args.method == "frcnn":
-        return _frcnn().cmd_build(args, photos, folder_lock, _device(args))
+        return _frcnn().cmd_build(args, photos, folder_lock, device_name(args))
     check_no_index(args.out, "use `index add` or another --out")
     # photos are encoded one at a time at up to max_side: --max-side 100000 would run out
     check_image_memory(_config(args).features.max_side, 1, side_flag="--max-side", batch_flag=None)
@@ -405,7 +396,7 @@ def cmd_build(args) -> int:
                 "a shard must use a shared codebook: fit one with `index train` and pass --model"
             )
         photos = photos[part::total]
-    device = _device(args)
+    device = device_name(args)
     if args.model:
         model = _guard(lambda: load_model_only(args.model))
         index = BLCFIndex(model=model, device=device)
@@ -436,13 +427,13 @@ def cmd_build(args) -> int:
 def cmd_add(args) -> int:
     from beyondvis.retrieval import add_to_index_folder, folder_lock
 
-    _set_threads(args)
+    apply_threads(args, faiss=True)
     photos = _photos(args.photos)
     if _frcnn().is_frcnn_index(args.index):
-        return _frcnn().cmd_add(args, photos, folder_lock, _device(args))
+        return _frcnn().cmd_add(args, photos, folder_lock, device_name(args))
     done = _guard(
         lambda: add_to_index_folder(
-            args.index, photos, _device(args), workers=args.workers, progress=True
+            args.index, photos, device_name(args), workers=args.workers, progress=True
         )
     )
     print(
@@ -495,13 +486,13 @@ def cmd_search(args) -> int:
     from beyondvis.io import ImageLoadError
     from beyondvis.retrieval import BLCFIndex, search_photo
 
-    _set_threads(args)
+    apply_threads(args, faiss=True)
 
     if args.top < 0:
         raise CLIError(f"--top wants 0 (all) or a positive count, got {args.top}")
     if _frcnn().is_frcnn_index(args.index):
-        return _frcnn().cmd_search(args, _parse_box, _device(args))
-    index = _guard(lambda: BLCFIndex.load(args.index, device=_device(args)))
+        return _frcnn().cmd_search(args, _parse_box, device_name(args))
+    index = _guard(lambda: BLCFIndex.load(args.index, device=device_name(args)))
     if args.backbone:
         _guard(lambda: index.check_backbone(args.backbone))
     box = _parse_box(args.box) if args.box else None
@@ -526,9 +517,9 @@ def cmd_search(args) -> int:
 
 
 def cmd_evaluate(args) -> int:
-    _set_threads(args)
+    apply_threads(args, faiss=True)
     if args.method == "frcnn":
-        return _frcnn().cmd_evaluate(args, _device(args))
+        return _frcnn().cmd_evaluate(args, device_name(args))
 
     from beyondvis.retrieval import evaluate_blcf
     from beyondvis.utils import atomic_write_json
@@ -538,7 +529,7 @@ def cmd_evaluate(args) -> int:
     try:
         out = _guard(
             lambda: evaluate_blcf(
-                args.dataset, cfg, args.cache, _device(args), tables=args.tables.split(","),
+                args.dataset, cfg, args.cache, device_name(args), tables=args.tables.split(","),
                 codebook=args.codebook, rerank=_rerank_config(args), qe_top=args.qe_top,
                 stages=stages, max_words=args.max_words or None, report=print,
             )

@@ -131,10 +131,6 @@ def register(subparsers) -> None:
     p.set_defaults(func=lambda args: (p.print_help(), 0)[1])
 
 
-def _threads(args: argparse.Namespace) -> None:
-    apply_threads(args)
-
-
 def _config(args: argparse.Namespace):
     from beyondvis.segmentation import load_rsis_config
 
@@ -146,7 +142,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from beyondvis.engine import ResumeConfigError
     from beyondvis.segmentation import prepare, train
 
-    _threads(args)
+    apply_threads(args)
     cfg = prepare_run(args, _config(args))  # --new-run; a changed resume refused before caching
     try:
         prepared = prepare(cfg)
@@ -177,7 +173,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_eval(args: argparse.Namespace) -> int:
     from beyondvis.segmentation import eval_lines, evaluate_checkpoint
 
-    _threads(args)
+    apply_threads(args)
     out = evaluate_checkpoint(
         args.checkpoint, args.split, data_root=args.data_root,
         stop_threshold=args.stop_threshold, resolution=args.resolution, device=args.device,
@@ -195,7 +191,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from beyondvis import resolve_device
     from beyondvis.segmentation import Segmenter
 
-    _threads(args)
+    apply_threads(args)
     try:
         seg = Segmenter.load(args.model, device=resolve_device(args.device))
     except (FileNotFoundError, ValueError, KeyError) as exc:
@@ -253,7 +249,7 @@ def _expand(items: list[Path]) -> list[Path]:
 def cmd_tune_stop(args: argparse.Namespace) -> int:
     from beyondvis.segmentation import sweep_lines, tune_stop_threshold
 
-    _threads(args)
+    apply_threads(args)
     out = tune_stop_threshold(
         args.checkpoint, args.split, list(args.thresholds), pick=args.pick, device=args.device,
         progress=sys.stderr.isatty(),

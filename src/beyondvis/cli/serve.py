@@ -12,21 +12,14 @@ import ipaddress
 import sys
 from pathlib import Path
 
-from beyondvis.cli.common import CLIError
-from beyondvis.validation import device_choice
-
-
-def _positive(kind):
-    def parse(text: str):
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
-        if value <= 0:
-            raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
-        return value
-
-    return parse
+from beyondvis.cli.common import (
+    CLIError,
+    add_device_argument,
+    add_threads_argument,
+    apply_threads,
+    device_name,
+)
+from beyondvis.validation import positive_float, positive_int
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -74,50 +67,39 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--max-upload-mb",
-        type=_positive(float),
+        type=positive_float,
         default=10.0,
         help="largest upload accepted, in MB; bigger ones are refused while they stream in "
         "(default: 10)",
     )
     p.add_argument(
         "--max-pixels",
-        type=_positive(int),
+        type=positive_int,
         default=40_000_000,
         help="largest photo accepted, in pixels, checked before decoding (default: 40000000)",
     )
     p.add_argument(
         "--timeout",
-        type=_positive(float),
+        type=positive_float,
         default=120.0,
         help="seconds a cook/search request may wait in line and run before it is given up "
         "(default: 120)",
     )
     p.add_argument(
         "--workers",
-        type=_positive(int),
+        type=positive_int,
         default=1,
         help="model threads serving requests in parallel; more only helps with spare cores "
         "(default: 1)",
     )
     p.add_argument(
         "--max-queue",
-        type=_positive(int),
+        type=positive_int,
         default=64,
         help="requests waiting for a model thread before the server answers 503 busy (default: 64)",
     )
-    p.add_argument(
-        "--threads",
-        type=_positive(int),
-        default=None,
-        help="CPU threads per model call for PyTorch (default: PyTorch's own, one per core)",
-    )
-    p.add_argument(
-        "--device",
-        type=device_choice,
-        default="auto",
-        help="where the models run: auto (CUDA when present, else CPU), cpu, cuda, cuda:N "
-        "(default: auto)",
-    )
+    add_threads_argument(p, what=" per model call")
+    add_device_argument(p)
     p.set_defaults(func=run)
 
 
@@ -135,18 +117,14 @@ def run(args: argparse.Namespace) -> int:
 
     import uvicorn
 
-    from beyondvis import resolve_device
     from beyondvis.web import CookService, SearchService, WebConfig, create_app
 
     if not 0 <= args.port <= 65535:
         raise CLIError(f"--port must lie in 0..65535, got {args.port}")
     if args.index is not None and not args.index.is_dir():
         raise CLIError(f"--index {args.index}: no such folder")
-    if args.threads:
-        import torch
-
-        torch.set_num_threads(args.threads)
-    device = str(resolve_device(args.device))
+    apply_threads(args)
+    device = device_name(args)
     log = logging.getLogger("beyondvis.serve")
     search = None
     if args.index is not None:

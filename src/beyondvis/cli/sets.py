@@ -121,10 +121,6 @@ def register(subparsers) -> None:
     p.set_defaults(func=lambda args: (p.print_help(), 0)[1])
 
 
-def _threads(args: argparse.Namespace) -> None:
-    apply_threads(args)
-
-
 def _config(args: argparse.Namespace):
     from beyondvis.sets import load_sets_config
 
@@ -136,7 +132,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from beyondvis.engine import ResumeConfigError
     from beyondvis.sets import prepare, train
 
-    _threads(args)
+    apply_threads(args)
     cfg = prepare_run(args, _config(args))  # --new-run; a changed resume refused before caching
     try:
         prepared = prepare(cfg)
@@ -164,7 +160,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_eval(args: argparse.Namespace) -> int:
     from beyondvis.sets import eval_lines, score_checkpoint
 
-    _threads(args)
+    apply_threads(args)
     if args.root is not None:
         if not args.root.exists():
             raise CLIError(f"--root {args.root} does not exist")
@@ -190,7 +186,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
     from beyondvis.sets import run_tune as tune
     from beyondvis.sets import tune_summary_line
 
-    _threads(args)
+    apply_threads(args)
     cfg = _config(args)
     try:
         summary = tune(
@@ -214,7 +210,7 @@ def cmd_probe(args: argparse.Namespace) -> int:
     from beyondvis.data import SetDataError
     from beyondvis.sets import run_probe
 
-    _threads(args)
+    apply_threads(args)
     cfg = _config(args)
     try:
         report = run_probe(cfg, views=args.views)
@@ -228,7 +224,7 @@ def cmd_probe(args: argparse.Namespace) -> int:
 def cmd_table(args: argparse.Namespace) -> int:
     from beyondvis.sets import load_table_spec, run_table
 
-    _threads(args)
+    apply_threads(args)
     try:
         spec = load_table_spec(args.spec)
     except (OSError, ValueError, yaml_error()) as exc:
