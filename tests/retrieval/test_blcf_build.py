@@ -104,3 +104,16 @@ def test_add_to_index_folder_reports_what_it_did(tmp_path, monkeypatch):
     with pytest.raises(BeyondvisError, match="not a complete BLCF index"):
         add_to_index_folder(tmp_path / "nothing", photos)
     assert not (tmp_path / "nothing").exists()  # refused before the lock made a folder
+
+
+def test_detector_folders_refuse_like_blcf_ones(tmp_path):
+    from beyondvis.retrieval import add_to_detector_folder, build_detector_folder
+
+    with pytest.raises(BeyondvisError, match="detector index"):
+        add_to_detector_folder(tmp_path / "none", [])
+    assert not (tmp_path / "none").exists()  # refused before the lock made a folder
+    out = tmp_path / "idx"
+    out.mkdir()
+    (out / "manifest.json").write_text("{}")
+    with pytest.raises(IndexExistsError, match="already holds an index"):
+        build_detector_folder(None, [], out)  # refused before any training

@@ -373,7 +373,6 @@ def cmd_build(args) -> int:
         build_index_folder,
         build_settings,
         check_no_index,
-        folder_lock,
         load_model_only,
     )
 
@@ -381,7 +380,7 @@ def cmd_build(args) -> int:
     check_writable(args.out, "index folder")  # before any photo is read
     photos = _photos(args.photos)
     if args.method == "frcnn":
-        return _frcnn().cmd_build(args, photos, folder_lock, device_name(args))
+        return _frcnn().cmd_build(args, photos, device_name(args))
     check_no_index(args.out, "use `index add` or another --out")
     # photos are encoded one at a time at up to max_side: --max-side 100000 would run out
     check_image_memory(_config(args).features.max_side, 1, side_flag="--max-side", batch_flag=None)
@@ -425,12 +424,12 @@ def cmd_build(args) -> int:
 
 
 def cmd_add(args) -> int:
-    from beyondvis.retrieval import add_to_index_folder, folder_lock
+    from beyondvis.retrieval import add_to_index_folder, is_detector_index
 
     apply_threads(args, faiss=True)
     photos = _photos(args.photos)
-    if _frcnn().is_frcnn_index(args.index):
-        return _frcnn().cmd_add(args, photos, folder_lock, device_name(args))
+    if is_detector_index(args.index):
+        return _frcnn().cmd_add(args, photos, device_name(args))
     done = _guard(
         lambda: add_to_index_folder(
             args.index, photos, device_name(args), workers=args.workers, progress=True
@@ -453,9 +452,9 @@ def cmd_merge(args) -> int:
 
 
 def cmd_info(args) -> int:
-    from beyondvis.retrieval import read_manifest
+    from beyondvis.retrieval import is_detector_index, read_manifest
 
-    if _frcnn().is_frcnn_index(args.index):
+    if is_detector_index(args.index):
         return _frcnn().cmd_info(args)
     manifest = _guard(lambda: read_manifest(args.index))
     print_json(manifest, fmt="beyondvis-blcf-index")
@@ -484,13 +483,13 @@ def _rerank_config(args):
 
 def cmd_search(args) -> int:
     from beyondvis.io import ImageLoadError
-    from beyondvis.retrieval import BLCFIndex, search_photo
+    from beyondvis.retrieval import BLCFIndex, is_detector_index, search_photo
 
     apply_threads(args, faiss=True)
 
     if args.top < 0:
         raise CLIError(f"--top wants 0 (all) or a positive count, got {args.top}")
-    if _frcnn().is_frcnn_index(args.index):
+    if is_detector_index(args.index):
         return _frcnn().cmd_search(args, _parse_box, device_name(args))
     index = _guard(lambda: BLCFIndex.load(args.index, device=device_name(args)))
     if args.backbone:

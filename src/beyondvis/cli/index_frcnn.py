@@ -9,22 +9,10 @@ loads torch, so ``--help`` stays instant.
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
 from beyondvis.cli.common import CLIError, print_json
-
-FORMAT = "beyondvis-frcnn-index"
-
-
-def is_frcnn_index(folder: Path) -> bool:
-    """Whether ``folder`` holds a detector index (reads only its manifest: no torch)."""
-    try:
-        manifest = json.loads((Path(folder) / "manifest.json").read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
-        return False
-    return isinstance(manifest, dict) and manifest.get("format") == FORMAT
 
 
 def add_build_args(p: argparse.ArgumentParser) -> None:
@@ -91,7 +79,7 @@ def add_evaluate_args(p: argparse.ArgumentParser) -> None:
 
 
 def _detector_config(args):
-    from beyondvis.retrieval.detector import DetectorConfig
+    from beyondvis.retrieval import DetectorConfig
 
     kw = {"proposals": args.proposals}
     for attr in ("backbone", "level", "max_side"):
@@ -113,24 +101,24 @@ def _errors():
     return (IndexFormatError, WeightsNotFoundError, ValueError, FileNotFoundError)
 
 
-def cmd_build(args, photos: list[Path], locked, device: str) -> int:
-    from beyondvis.retrieval.detector import DetectorIndex, FinetuneConfig, queries_from_gt
+def cmd_build(args, photos: list[Path], device: str) -> int:
+    from beyondvis.retrieval import (
+        DetectorIndex,
+        FinetuneConfig,
+        build_detector_folder,
+        check_no_index,
+        queries_from_gt,
+    )
 
-    if (args.out / "manifest.json").exists():
-        raise CLIError(f"{args.out} already holds an index; use `index add` or another --out")
+    check_no_index(args.out, "use `index add` or another --out")
     if (args.finetune is None) != (args.queries is None):
         raise CLIError("--finetune and --queries go together (fine-tuning needs the queries)")
     t0 = time.perf_counter()
     try:
         queries = queries_from_gt(args.queries) if args.queries else None
         index = DetectorIndex(_detector_config(args), device=device)
-        ft = None
-        if args.finetune:
-            ft = FinetuneConfig(mode=args.finetune, epochs=args.epochs)
-        with locked(args.out):
-            index.train(photos, queries, ft, work_dir=args.out / "work", progress=True)
-            index.add(photos, progress=True)
-            index.save(args.out)
+        ft = FinetuneConfig(mode=args.finetune, epochs=args.epochs) if args.finetune else None
+        build_detector_folder(index, photos, args.out, queries, ft, progress=True)
     except _errors() as exc:
         raise CLIError(str(exc).splitlines()[0]) from None
     tuned = f", fine-tuned ({args.finetune}) on {len(index.classes)} query objects" if ft else ""
@@ -141,28 +129,22 @@ def cmd_build(args, photos: list[Path], locked, device: str) -> int:
     return 0
 
 
-def cmd_add(args, photos: list[Path], locked, device: str) -> int:
-    from beyondvis.retrieval.detector import DetectorIndex
+def cmd_add(args, photos: list[Path], device: str) -> int:
+    from beyondvis.retrieval import add_to_detector_folder
 
     try:
-        DetectorIndex.load(args.index, device=device)  # a bad index: its error, no lock folder
-        with locked(args.index):
-            # reloaded under the lock, or a concurrent add's photos are lost on save
-            index = DetectorIndex.load(args.index, device=device)
-            before = len(index)
-            skipped = index.add(photos, progress=True)
-            index.save(args.index)
+        done = add_to_detector_folder(args.index, photos, device, progress=True)
     except _errors() as exc:
         raise CLIError(str(exc).splitlines()[0]) from None
     print(
-        f"added {len(index) - before} image(s); the index now holds {len(index)}; "
-        f"skipped {len(skipped)} unreadable"
+        f"added {done.added} image(s); the index now holds {len(done.index)}; "
+        f"skipped {len(done.skipped)} unreadable"
     )
     return 0
 
 
 def cmd_info(args) -> int:
-    from beyondvis.retrieval.detector import read_detector_manifest
+    from beyondvis.retrieval import read_detector_manifest
 
     try:
         print_json(read_detector_manifest(args.index), fmt="beyondvis-frcnn-index")

@@ -170,3 +170,46 @@ def merge_index_folders(shards: Sequence[str | os.PathLike], out: str | os.PathL
             raise type(exc)(f"shard {shard}: {exc}") from None
     index.save(out)
     return index
+
+
+def build_detector_folder(
+    index: Any,
+    photos: Sequence[str | os.PathLike],
+    out: str | os.PathLike,
+    queries: Sequence[Any] | None = None,
+    finetune: Any = None,
+    progress: bool = False,
+) -> Any:
+    """Train a :class:`~beyondvis.retrieval.DetectorIndex` (fine-tuned on ``queries`` with the
+    ``finetune`` FinetuneConfig, if given), fill it with ``photos`` and save it to ``out``,
+    under the folder's lock; returns ``index``."""
+    from beyondvis.retrieval.index import folder_lock
+
+    out = Path(out)
+    check_no_index(out, "use `index add` or another --out")
+    with folder_lock(out):
+        index.train(photos, queries, finetune, work_dir=out / "work", progress=progress)
+        index.add(photos, progress=progress)
+        index.save(out)
+    return index
+
+
+def add_to_detector_folder(
+    folder: str | os.PathLike,
+    photos: Sequence[str | os.PathLike],
+    device: str = "cpu",
+    progress: bool = False,
+) -> AddReport:
+    """Add ``photos`` to the detector index in ``folder`` (loaded under the lock, as
+    :func:`add_to_index_folder` does)."""
+    from beyondvis.retrieval.detector import DetectorIndex
+    from beyondvis.retrieval.index import folder_lock
+
+    DetectorIndex.load(folder, device=device)  # a bad index: its error, and no lock folder
+    with folder_lock(folder):
+        # reloaded under the lock, or a concurrent add's photos are lost on save
+        index = DetectorIndex.load(folder, device=device)
+        before = len(index)
+        skipped = index.add(photos, progress=progress)
+        index.save(folder)
+    return AddReport(index, len(index) - before, getattr(index, "already_indexed", 0), skipped)
