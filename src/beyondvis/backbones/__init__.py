@@ -8,7 +8,7 @@
 
 from beyondvis.backbones.base import Backbone, FeatureInfo, PreprocessConfig, build_transform
 from beyondvis.backbones.extractor import ExtractedFeatures, FeatureExtractor, default_cache_dir
-from beyondvis.backbones.labels import imagenet_labels
+from beyondvis.backbones.labels import imagenet_labels, top_classes
 from beyondvis.backbones.registry import (
     BACKBONES,
     DEFAULT_BACKBONE,
@@ -31,4 +31,5 @@ __all__ = [
     "default_cache_dir",
     "imagenet_labels",
     "list_backbones",
+    "top_classes",
 ]

@@ -3,13 +3,9 @@
 from __future__ import annotations
 
 import argparse
-from typing import TYPE_CHECKING
 
 from beyondvis.cli.common import CLIError, add_device_argument, print_json
 from beyondvis.validation import positive_int
-
-if TYPE_CHECKING:
-    import torch
 
 # Named here, not imported from beyondvis.backbones: building the parser must not import
 # torch/torchvision (`beyondvis --help` would take seconds). A test checks they agree.
@@ -39,29 +35,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
-def classify_image(image, backbone, device: torch.device, top: int) -> list[dict]:
-    import torch
-
-    from beyondvis.backbones import imagenet_labels
-
-    labels = imagenet_labels()
-    x = backbone.transform()(image).unsqueeze(0).to(device)
-    with torch.inference_mode():
-        probs = backbone.classify(x).float().softmax(dim=-1)[0].cpu()
-    values, indices = probs.topk(min(top, probs.numel()))
-    return [
-        {"index": int(i), "label": labels[int(i)], "prob": round(float(p), 4)}
-        for p, i in zip(values, indices)
-    ]
-
-
 def run(args: argparse.Namespace) -> int:
     from beyondvis import resolve_device
-    from beyondvis.backbones import WeightsNotFoundError, create_backbone
+    from beyondvis.backbones import WeightsNotFoundError, create_backbone, top_classes
     from beyondvis.io import ImageLoadError, load_image
 
-    if args.top < 1:
-        raise CLIError("--top must be at least 1")
     try:
         device = resolve_device(args.device)
     except ValueError as exc:
@@ -74,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
         backbone = create_backbone(args.backbone, pretrained=True, weights=args.weights)
     except (WeightsNotFoundError, ValueError) as exc:
         raise CLIError(str(exc)) from None
-    predictions = classify_image(image, backbone.to(device), device, args.top)
+    predictions = top_classes(backbone.to(device), image, args.top, device)
     if args.json:
         print_json({"predictions": predictions}, fmt="beyondvis.classify/1")
     else:

@@ -46,8 +46,12 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from beyondvis import resolve_device
-    from beyondvis.backbones import DEFAULT_BACKBONE, FeatureExtractor, create_backbone
-    from beyondvis.cli.classify import classify_image
+    from beyondvis.backbones import (
+        DEFAULT_BACKBONE,
+        FeatureExtractor,
+        create_backbone,
+        top_classes,
+    )
     from beyondvis.io import load_image
 
     try:
@@ -74,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"backbone: {DEFAULT_BACKBONE} (ImageNet weights), device: {device}\n")
     for path in paths:
         print(f"{path.name}:")
-        for p in classify_image(load_image(path), backbone, device, top=3):
+        for p in top_classes(backbone, load_image(path), 3, device):
             print(f"  {p['index']:4d}  {p['label']:<28} {p['prob']:.3f}")
 
     extractor = FeatureExtractor(backbone, output="pooled", device=device)
