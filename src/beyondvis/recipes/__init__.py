@@ -20,6 +20,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from beyondvis.recipes.retrieval import reports as _reports  # torch-free: its names only
 from beyondvis.utils import lazy_exports
 
 # name -> what it is; both ship inside the package (src/beyondvis/assets/)
@@ -94,21 +95,7 @@ _EXPORTS = {
     "RecipeRetriever": ".retrieval",
     "RetrievalAssetError": ".retrieval",
     "format_retrieved": ".retrieval",
-    **dict.fromkeys(
-        (
-            "RecipeRunError",
-            "arithmetic_lines",
-            "format_metrics",
-            "open_searcher",
-            "recipe_arithmetic",
-            "results_table",
-            "run_baselines",
-            "search_lines",
-            "search_recipes",
-            "train_run",
-        ),
-        ".retrieval",
-    ),
+    **dict.fromkeys(_reports.__all__, ".retrieval"),
     # ch. 9: the cook model of beyondvis.recipes.generation
     **{name: ".generation" for name in ("CookModel", "OrtCookModel", "PACKAGE_BUNDLE")},
 }

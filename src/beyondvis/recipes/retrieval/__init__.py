@@ -11,6 +11,7 @@ The public names are re-exported from :mod:`beyondvis.recipes`.
 
 from __future__ import annotations
 
+from beyondvis.recipes.retrieval import reports as _reports  # torch-free: its names only
 from beyondvis.utils import lazy_exports
 
 _EXPORTS = {
@@ -33,21 +34,7 @@ _EXPORTS = {
     "RetrievalAssetError": ".card_retrieval",
     "format_retrieved": ".card_retrieval",
     # what the `recipes` commands run and print
-    **dict.fromkeys(
-        (
-            "RecipeRunError",
-            "arithmetic_lines",
-            "format_metrics",
-            "open_searcher",
-            "recipe_arithmetic",
-            "results_table",
-            "run_baselines",
-            "search_lines",
-            "search_recipes",
-            "train_run",
-        ),
-        ".reports",
-    ),
+    **dict.fromkeys(_reports.__all__, ".reports"),
 }
 
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())

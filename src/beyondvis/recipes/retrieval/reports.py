@@ -15,6 +15,19 @@ from typing import Any
 
 from beyondvis.errors import BeyondvisError
 
+__all__ = [
+    "RecipeRunError",
+    "arithmetic_lines",
+    "format_metrics",
+    "open_searcher",
+    "recipe_arithmetic",
+    "results_table",
+    "run_baselines",
+    "search_lines",
+    "search_recipes",
+    "train_run",
+]
+
 RESULTS = "results.json"
 BASELINES = "baselines.json"
 
