@@ -266,3 +266,34 @@ def prepare_run(args: argparse.Namespace, config: Any, train_key: str = "train")
             )
         )
     return config
+
+
+def train_with_resume(
+    args: argparse.Namespace,
+    config: Any,
+    prepare: Callable[[Any], Any],
+    train: Callable[..., Any],
+) -> tuple[Any, Any, Any]:
+    """``train`` a system the way every ``... train`` command does: ``--new-run`` and a changed
+    resume settled first (:func:`prepare_run`), then the system's ``prepare(config)`` (its data
+    errors are one-line BeyondvisErrors) and ``train(config, prepared, resume=...)`` with the
+    resume the flags ask for. Returns ``(config, prepared, result)``."""
+    from beyondvis.engine import ResumeConfigError
+
+    config = prepare_run(args, config)  # before any caching
+    prepared = prepare(config)
+    try:
+        result = train(config, prepared, resume=resume_mode(args))
+    except ResumeConfigError as exc:
+        raise resume_refusal(exc) from None
+    return config, prepared, result
+
+
+def run_outcome(result: Any) -> dict[str, Any]:
+    """The checkpoints and progress of a ``TrainResult``, as every train command prints them."""
+    return {
+        "best_checkpoint": str(result.best_checkpoint) if result.best_checkpoint else None,
+        "last_checkpoint": str(result.last_checkpoint) if result.last_checkpoint else None,
+        "epochs": result.epochs,
+        "steps": result.steps,
+    }

@@ -16,10 +16,9 @@ from beyondvis.cli.common import (
     add_threads_argument,
     apply_threads,
     load_cli_config,
-    prepare_run,
     print_json,
-    resume_mode,
-    resume_refusal,
+    run_outcome,
+    train_with_resume,
 )
 from beyondvis.validation import fraction, positive_int
 
@@ -138,20 +137,10 @@ def _config(args: argparse.Namespace):
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from beyondvis.data import InstanceDataError
-    from beyondvis.engine import ResumeConfigError
     from beyondvis.segmentation import prepare, train
 
     apply_threads(args)
-    cfg = prepare_run(args, _config(args))  # --new-run; a changed resume refused before caching
-    try:
-        prepared = prepare(cfg)
-    except InstanceDataError as exc:
-        raise CLIError(str(exc)) from None
-    try:
-        result = train(cfg, prepared, resume=resume_mode(args))
-    except ResumeConfigError as exc:
-        raise resume_refusal(exc) from None
+    cfg, prepared, result = train_with_resume(args, _config(args), prepare, train)
     if int(os.environ.get("RANK", "0")) != 0:  # under torchrun only rank 0 reports
         return 0
     print_json(
@@ -160,10 +149,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             "dataset": prepared.splits.name,
             "train_items": len(prepared.train_data),
             f"best_{cfg.train.monitor}": result.best_metric,
-            "best_checkpoint": str(result.best_checkpoint) if result.best_checkpoint else None,
-            "last_checkpoint": str(result.last_checkpoint) if result.last_checkpoint else None,
-            "epochs": result.epochs,
-            "steps": result.steps,
+            **run_outcome(result),
         },
         fmt="beyondvis.rsis.train/1",
     )

@@ -14,10 +14,9 @@ from beyondvis.cli.common import (
     add_threads_argument,
     apply_threads,
     load_cli_config,
-    prepare_run,
     print_json,
-    resume_mode,
-    resume_refusal,
+    run_outcome,
+    train_with_resume,
 )
 from beyondvis.validation import device_choice, positive_float, positive_int
 
@@ -128,28 +127,15 @@ def _config(args: argparse.Namespace):
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from beyondvis.data import SetDataError
-    from beyondvis.engine import ResumeConfigError
     from beyondvis.sets import prepare, train
 
     apply_threads(args)
-    cfg = prepare_run(args, _config(args))  # --new-run; a changed resume refused before caching
-    try:
-        prepared = prepare(cfg)
-    except SetDataError as exc:
-        raise CLIError(str(exc)) from None
-    try:
-        result = train(cfg, prepared, resume=resume_mode(args))
-    except ResumeConfigError as exc:
-        raise resume_refusal(exc) from None
+    cfg, _, result = train_with_resume(args, _config(args), prepare, train)
     print_json(
         {
             "model": cfg.model.name,
             "best_val_o_f1": result.best_metric,
-            "best_checkpoint": str(result.best_checkpoint) if result.best_checkpoint else None,
-            "last_checkpoint": str(result.last_checkpoint) if result.last_checkpoint else None,
-            "epochs": result.epochs,
-            "steps": result.steps,
+            **run_outcome(result),
             "stopped_early": result.stopped_early,
         },
         fmt="beyondvis.sets.train/1",
