@@ -70,22 +70,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     info.set_defaults(func=run_info)
 
 
-def _summary(cache) -> dict:
-    return {
-        "path": str(cache.path),
-        "source": cache.name,
-        "items": len(cache.all_item_ids),
-        "cached": len(cache),
-        "skipped": cache.skipped,
-        "feature_shape": list(cache.feature_shape),
-        "dtype": str(cache.dtype),
-        "fingerprint": cache.fingerprint,
-    }
-
-
 def run_cache(args: argparse.Namespace) -> int:
-    from beyondvis.engine import FeatureCacheError, cache_features
-    from beyondvis.io import ImageListDataset, iter_image_paths
+    from beyondvis.engine import FeatureCacheError, cache_image_features
+    from beyondvis.io import iter_image_paths
 
     try:
         from beyondvis.backbones import WeightsNotFoundError, create_backbone, list_backbones
@@ -117,23 +104,22 @@ def run_cache(args: argparse.Namespace) -> int:
         )
     except WeightsNotFoundError as exc:
         raise CLIError(str(exc)) from None
-    dataset = ImageListDataset(paths, transform=backbone.transform(train=False, size=args.size))
-    source = backbone if args.output == "pooled" else backbone.feature_map
     try:
-        cache = cache_features(
-            source,
-            dataset,
+        cache = cache_image_features(
+            paths,
             args.out,
+            backbone,
+            output=args.output,
+            size=args.size,
             batch_size=args.batch_size,
             num_workers=args.workers,
             dtype=args.dtype,
             device=args.device,
             overwrite=args.overwrite,
-            fingerprint_extra={"random_init": args.random_init, "size": args.size},
         )
     except (FeatureCacheError, ValueError) as exc:
         raise CLIError(str(exc)) from None
-    print_json(_summary(cache), fmt="beyondvis.features.cache/1")
+    print_json(cache.summary(), fmt="beyondvis.features.cache/1")
     return 0
 
 
@@ -144,5 +130,5 @@ def run_info(args: argparse.Namespace) -> int:
         cache = FeatureCache(args.out)
     except FeatureCacheError as exc:
         raise CLIError(str(exc)) from None
-    print_json(_summary(cache), fmt="beyondvis.features.cache/1")
+    print_json(cache.summary(), fmt="beyondvis.features.cache/1")
     return 0

@@ -319,6 +319,19 @@ class FeatureCache:
     def dtype(self) -> np.dtype:
         return self.features.dtype
 
+    def summary(self) -> dict[str, Any]:
+        """What ``beyondvis features cache|info --json`` prints about the cache."""
+        return {
+            "path": str(self.path),
+            "source": self.name,
+            "items": len(self.all_item_ids),
+            "cached": len(self),
+            "skipped": self.skipped,
+            "feature_shape": list(self.feature_shape),
+            "dtype": str(self.dtype),
+            "fingerprint": self.fingerprint,
+        }
+
     def __len__(self) -> int:
         return len(self.rows)
 
