@@ -164,6 +164,27 @@ def test_no_immediate_repeat_of_a_content_word():
     assert 5 not in off.banned()
 
 
+def test_repeat_window_blocks_a_content_word_within_the_window_of_one_step():
+    # "ginger , garlic , ginger": the n-gram rule lets it through, the window does not
+    free = {EOI, EOS, 9}  # 9 plays ","
+    rules = DecodingRules(no_repeat_ngram=3, repeat_window=4)
+    st = RuleState(rules, eoi=EOI, eos=EOS, free_ids=free)
+    for t in (4, EOI, 5, 9, 6, 9):  # title "4"; step "5 , 6 ,"
+        st.push(t)
+    assert {5, 6} <= st.banned() and 9 not in st.banned()
+    for t in (7, 8):  # "5 , 6 , 7 8": 5 is now 5 words back, outside the window of 4
+        st.push(t)
+    assert 5 not in st.banned() and 6 in st.banned()
+    st.push(EOI)  # a new step starts with a fresh window
+    assert not {5, 6, 7, 8} & st.banned()
+    plain = RuleState(DecodingRules(no_repeat_ngram=3), eoi=EOI, eos=EOS, free_ids=free)
+    for t in (4, EOI, 5, 9, 6, 9):
+        plain.push(t)
+    assert 5 not in plain.banned()  # off by default (window 0)
+    with pytest.raises(ValueError):
+        DecodingRules(repeat_window=-1)
+
+
 def test_hyphenated_words_are_not_free_but_punctuation_and_numbers_are():
     from beyondvis.recipes.generation.constraints import free_token_ids
 

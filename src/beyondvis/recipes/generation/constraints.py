@@ -11,6 +11,8 @@ asks a :class:`RuleState` per hypothesis which words it may not emit next:
   cannot force a run-on step;
 * **no repeated step**: a step may not be closed when it equals an earlier step (or the title);
 * **title words are unique**: the title may not repeat a word;
+* **no content word again within a window** (``repeat_window`` words of the same step; 0 =
+  off; ``no_immediate_repeat`` is the window of 1 and on by default);
 * **no empty step**, at least ``min_steps`` and at most ``max_steps`` steps (``<eos>`` is then
   forced);
 * a **repetition penalty** (CTRL-style, Keskar et al. 2019) on content words already used:
@@ -51,6 +53,10 @@ class DecodingRules:
     max_steps: int | None = None
     # no content word twice in a row ("stir-fry stir-fry"): a 2-gram the 3-gram blocking allows
     no_immediate_repeat: bool = True
+    # no content word again within this many words of the same step or title (0: off), which
+    # the n-gram rule lets through when the words between differ: "ginger, garlic, ginger
+    # slices", "turn the heat to low, turn to low" (window 6 blocks both)
+    repeat_window: int = 0
     # id -> ids of the same word in another form ("egg"/"eggs", :func:`word_groups`), so that
     # unique_title_words also stops "Egg and eggs"; set by the cook model from its vocabulary
     word_groups: Mapping[int, frozenset[int]] | None = field(default=None, compare=False)
@@ -62,6 +68,8 @@ class DecodingRules:
             raise ValueError(f"repetition_penalty must be >= 1, got {self.repetition_penalty}")
         if self.min_steps < 0:
             raise ValueError(f"min_steps must be >= 0, got {self.min_steps}")
+        if self.repeat_window < 0:
+            raise ValueError(f"repeat_window must be >= 0, got {self.repeat_window}")
         if self.max_steps is not None and self.max_steps < max(1, self.min_steps):
             raise ValueError(
                 f"max_steps must be >= max(1, min_steps), got {self.max_steps} "
@@ -202,6 +210,8 @@ class RuleState:
             out |= self.title_words
         if r.no_immediate_repeat and self.current and self.current[-1] not in self.free:
             out.add(self.current[-1])
+        if r.repeat_window and self.current:
+            out.update(t for t in self.current[-r.repeat_window :] if t not in self.free)
         if not self.current:
             out.add(self.eoi)  # no empty title or step
         elif r.no_repeat_step and tuple(self.current) in self.closed_steps:
