@@ -8,6 +8,7 @@ With ``--kill-at N`` the process dies abruptly (os._exit, no clean-up) when step
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import os
 import sys
 
@@ -100,6 +101,8 @@ def build(
 
 
 def main(argv: list[str] | None = None) -> int:
+    # a rank that aborts (SIGABRT at teardown) prints where its Python threads were
+    faulthandler.enable()
     parser = argparse.ArgumentParser()
     parser.add_argument("out_dir")
     parser.add_argument("--kill-at", type=int, default=None)

@@ -108,7 +108,38 @@ def shutdown_distributed(sync: bool = True) -> None:
         return
     if sync and dist.get_world_size() > 1:
         dist.barrier()
+        _leave_together()
     dist.destroy_process_group()
+
+
+_SHUTDOWNS = 0  # groups this process has left, so each shutdown's handshake key is its own
+
+
+def _leave_together(timeout_s: float = 60.0) -> None:
+    """Wait, on the rendezvous store (TCP, not gloo), until every rank is past the barrier.
+
+    gloo's barrier can return on one rank while a peer is still completing it (its last message
+    in flight); a rank that then destroys the group closes sockets the peer is still using, and
+    the peer can abort at teardown ("terminate called without an active exception"; the DDP
+    test failed so in 1 of 5 full-suite runs with the barrier alone). Counting arrivals on the
+    store after the
+    barrier means no rank starts tearing down before every rank has left gloo. On a store
+    without the key space (or after ``timeout_s``) the ranks go on without it.
+    """
+    global _SHUTDOWNS
+    import time
+
+    try:
+        store = dist.distributed_c10d._get_default_store()
+    except (AttributeError, RuntimeError, ValueError):
+        return
+    _SHUTDOWNS += 1
+    key = f"beyondvis/shutdown/{_SHUTDOWNS}"
+    world = dist.get_world_size()
+    store.add(key, 1)
+    deadline = time.monotonic() + timeout_s
+    while store.add(key, 0) < world and time.monotonic() < deadline:
+        time.sleep(0.005)
 
 
 class ResumableSampler(Sampler):
