@@ -20,3 +20,16 @@ def shared_data():
         return root
 
     return get
+
+
+@pytest.fixture
+def one_torch_thread():
+    """One PyTorch thread for the test, restored after: tiny models gain nothing from more, and
+    on a shared 2-core machine extra threads only add contention. Files opt in with
+    ``pytestmark = pytest.mark.usefixtures("one_torch_thread")``."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

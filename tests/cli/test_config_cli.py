@@ -6,19 +6,12 @@ import json
 
 import numpy as np
 import pytest
-import torch
 import yaml
 from PIL import Image
 
 from beyondvis.cli.main import build_parser, main
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def parse(*words: str):

@@ -11,13 +11,7 @@ NUM_LABELS, MAX_SET, FEAT = 5, 3, 16
 SETS = [[0, 2], [1], [], [4, 3, 2], [0], [2, 1], [3], [], [1, 4], [0, 3, 1], [4], [2]]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # Tiny models: extra threads only add contention on a shared machine.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _batch(sets):

@@ -24,27 +24,7 @@ from typing import Any
 
 from beyondvis.cli.common import CLIError
 from beyondvis.recipes.generation import RUNTIMES
-from beyondvis.validation import device_choice
-
-
-def _threads(value: str) -> int:
-    try:
-        n = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {value!r}") from None
-    if n < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {n}")
-    return n
-
-
-def _retrieve(value: str) -> int:
-    try:
-        n = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value!r}") from None
-    if n < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {n}")
-    return n
+from beyondvis.validation import device_choice, non_negative_int, positive_int
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -77,7 +57,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--retrieve",
-        type=_retrieve,
+        type=non_negative_int,
         default=3,
         metavar="K",
         help="list the K closest real recipes and print the best one in full; 0: none "
@@ -85,7 +65,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--threads",
-        type=_threads,
+        type=positive_int,
         default=None,
         metavar="N",
         help="CPU threads (intra-op) for ONNX Runtime / PyTorch, >= 1 (default: the "

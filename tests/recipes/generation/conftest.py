@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import pytest
-import torch
 
 
 @pytest.fixture(autouse=True)
-def _one_torch_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
+def _one_torch_thread(one_torch_thread):
+    """Every test of this folder runs with tests/conftest.py's one-thread fixture."""
     yield
-    torch.set_num_threads(before)
