@@ -121,25 +121,27 @@ def _leave_together(timeout_s: float = 60.0) -> None:
     gloo's barrier can return on one rank while a peer is still completing it (its last message
     in flight); a rank that then destroys the group closes sockets the peer is still using, and
     the peer can abort at teardown ("terminate called without an active exception"; the DDP
-    test failed so in 1 of 5 full-suite runs with the barrier alone). Counting arrivals on the
-    store after the
-    barrier means no rank starts tearing down before every rank has left gloo. On a store
-    without the key space (or after ``timeout_s``) the ranks go on without it.
+    test failed so in 1 of 5 full-suite runs with the barrier alone). Each rank marks its
+    arrival on the store after the barrier and waits for every other rank's mark, so no rank
+    starts tearing down before every rank has left gloo. Without a default store (or after
+    ``timeout_s``) the ranks go on without it.
     """
     global _SHUTDOWNS
-    import time
+    from datetime import timedelta
 
     try:
         store = dist.distributed_c10d._get_default_store()
     except (AttributeError, RuntimeError, ValueError):
         return
     _SHUTDOWNS += 1
-    key = f"beyondvis/shutdown/{_SHUTDOWNS}"
-    world = dist.get_world_size()
-    store.add(key, 1)
-    deadline = time.monotonic() + timeout_s
-    while store.add(key, 0) < world and time.monotonic() < deadline:
-        time.sleep(0.005)
+    prefix = f"beyondvis/shutdown/{_SHUTDOWNS}"
+    store.set(f"{prefix}/{dist.get_rank()}", "1")
+    try:
+        store.wait(
+            [f"{prefix}/{r}" for r in range(dist.get_world_size())], timedelta(seconds=timeout_s)
+        )
+    except RuntimeError:  # a peer that never arrives (DistStoreError on timeout): go on
+        pass
 
 
 class ResumableSampler(Sampler):
