@@ -149,3 +149,19 @@ def test_real_mini_dataset_reads(shared_data):
     data = load_recipe1m(root)
     assert len(data.recipes) == 13176
     assert sum(1 for r in data.recipes if r.images) > 200
+
+
+def test_provenance_reader_and_prefix(tmp_path):
+    path = tmp_path / "provenance.jsonl"
+    rows = [
+        {"id": "a1", "source_id": "pdr:soup", "source": "x"},
+        {"id": "b2", "source_id": "epi:c"},
+    ]
+    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n\n")
+    got = recipe1m.read_provenance(path)
+    assert got == {"a1": "pdr:soup", "b2": "epi:c"}
+    assert [recipe1m.source_prefix(v) for v in got.values()] == ["pdr", "epi"]
+    assert recipe1m.source_prefix("no-prefix") == ""
+    path.write_text(json.dumps(rows[0]) + "\n{not json\n")
+    with pytest.raises(Recipe1MError, match=r"provenance.jsonl:2"):
+        recipe1m.read_provenance(path)

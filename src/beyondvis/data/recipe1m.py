@@ -260,6 +260,30 @@ def read_det_ingrs(
     return out
 
 
+def read_provenance(path: str | os.PathLike) -> dict[str, str]:
+    """``provenance.jsonl`` (one ``{"id": ..., "source_id": "epi:..."}`` per line) -> id ->
+    source id. A malformed line raises :class:`Recipe1MError` naming the file and line."""
+    out: dict[str, str] = {}
+    with open(path, encoding="utf-8") as fh:
+        for n, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+                out[str(row["id"])] = str(row["source_id"])
+            except (ValueError, KeyError, TypeError) as exc:
+                raise Recipe1MError(
+                    f"{path}:{n}: needs a JSON object with 'id' and 'source_id' ({exc})"
+                ) from exc
+    return out
+
+
+def source_prefix(source_id: str) -> str:
+    """``"epi:lemon-cake"`` -> ``"epi"``: the provenance prefix names the source (and so its
+    licence and writing style); ``""`` when the id has none."""
+    return source_id.split(":", 1)[0] if ":" in source_id else ""
+
+
 def image_path(root: str | os.PathLike, partition: str, image_id: str) -> Path:
     """``root/images/<partition>/a/b/c/d/<image_id>`` (the official Recipe1M layout)."""
     if not is_plain_file_name(image_id):

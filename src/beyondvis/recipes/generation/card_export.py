@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from beyondvis.data.recipe1m import read_provenance, source_prefix
 from beyondvis.recipes.retrieval.card_retrieval import (
     ASSET_FILES,
     CARD_FORMAT_VERSION,
@@ -34,7 +35,6 @@ from beyondvis.recipes.retrieval.card_retrieval import (
     SOURCES,
     RecipeRetriever,
     file_sha256,
-    source_key,
 )
 from beyondvis.recipes.retrieval.metrics import rank_metrics
 from beyondvis.utils import atomic_write_bytes, atomic_write_json
@@ -58,16 +58,6 @@ def _folder_lock(folder: Path):  # noqa: ANN202 - a context manager
     from beyondvis.utils.locks import folder_lock
 
     return folder_lock(folder, ".card_export.lock")
-
-
-def read_provenance(path: str | Path) -> dict[str, str]:
-    out = {}
-    with open(path, encoding="utf-8") as fh:
-        for line in fh:
-            if line.strip():
-                row = json.loads(line)
-                out[row["id"]] = row["source_id"]
-    return out
 
 
 def export_assets(
@@ -112,7 +102,7 @@ def export_assets(
         names = list(dict.fromkeys(names))[:MAX_INGREDIENTS]
         ids[row_index, : len(names)] = names
         sid = sources.get(rid, "")
-        key = source_key(sid)
+        key = source_prefix(sid)
         counts[key] = counts.get(key, 0) + 1
         for col, value in zip(columns, (rid, r["title"], key, sid)):
             columns[col].append(value)

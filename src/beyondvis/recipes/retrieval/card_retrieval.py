@@ -113,11 +113,6 @@ class RetrievalAssetError(FormatError, ValueError):
     """The card-retrieval assets are missing, of another format, or corrupt."""
 
 
-def source_key(source_id: str) -> str:
-    """``"epi:lemon-cake"`` -> ``"epi"`` (the provenance prefix that decides the licence)."""
-    return source_id.split(":", 1)[0] if ":" in source_id else ""
-
-
 def normalize_ingredient(name: str) -> str:
     """The vocabulary's spelling of a name: lower case, words joined by ``_``."""
     return re.sub(r"[\s\-]+", "_", name.strip().lower()).strip("_")
