@@ -45,6 +45,17 @@ def test_teacher_forcing_batch_shifts_and_pads():
         teacher_forcing_batch([], SPECIAL)
 
 
+def test_teacher_forcing_batch_other_start_word_is_an_input_only():
+    style = 30  # e.g. <start_text>
+    inputs, targets = teacher_forcing_batch(
+        [[style, 5, 6, EOS], [SPECIAL.bos, 7, EOS]], SPECIAL, starts=(style,)
+    )
+    assert inputs.tolist() == [[style, 5, 6], [SPECIAL.bos, 7, SPECIAL.pad]]
+    assert targets.tolist() == [[5, 6, EOS], [7, EOS, SPECIAL.pad]]  # the same words scored
+    # without ``starts`` the word would be a target like any other
+    assert teacher_forcing_batch([[style, 5, EOS]], SPECIAL)[1].tolist() == [[style, 5, EOS]]
+
+
 def test_special_tokens_from_vocab():
     stoi = {"<pad>": 0, "<start>": 1, "<end>": 2, "<eoi>": 3, "salt": 4}
     assert SpecialTokens.from_vocab(stoi) == SpecialTokens(0, 1, 2, 3)

@@ -7,7 +7,13 @@ import torch
 from helpers_generation import tiny_config, tiny_decoder, tiny_inputs
 
 from beyondvis.engine import save_checkpoint
-from beyondvis.recipes.generation.data import GenRecipe, add_dish_words
+from beyondvis.recipes.generation.constraints import never_generated_ids
+from beyondvis.recipes.generation.data import (
+    GenRecipe,
+    add_dish_words,
+    add_text_start,
+    mark_text_style,
+)
 from beyondvis.recipes.generation.training import cap_weak_items, warm_start
 from beyondvis.recipes.pipeline.text import Vocabulary
 
@@ -51,11 +57,52 @@ def test_warm_start_copies_old_rows_and_keeps_new_ones(tmp_path):
     assert torch.allclose(a, b[..., :40], atol=1e-5)
 
 
+def test_warm_start_can_start_a_new_row_as_a_copy_of_an_old_one(tmp_path):
+    old = tiny_decoder(seed=0)
+    path = tmp_path / "old.pt"
+    save_checkpoint(path, {"model": old.state_dict()})
+    from beyondvis.recipes.generation import InstructionDecoder
+
+    new = InstructionDecoder(tiny_config(vocab_size=42))
+    fresh = new.word_embed.weight[41].detach().clone()
+    bos = old.config.special.bos
+    warm_start(new, path, copy_rows={40: bos, 5: 6})  # 5 is an old row: not overwritten
+    assert torch.equal(new.word_embed.weight[40], old.word_embed.weight[bos])
+    assert torch.equal(new.out_proj.bias[40], old.out_proj.bias[bos])
+    assert torch.equal(new.word_embed.weight[41], fresh)
+    assert torch.equal(new.word_embed.weight[5], old.word_embed.weight[5])
+
+
 def test_warm_start_refuses_other_shapes(tmp_path):
     path = tmp_path / "old.pt"
     save_checkpoint(path, {"model": tiny_decoder(d_model=48, num_heads=4).state_dict()})
     with pytest.raises(ValueError, match="shape"):
         warm_start(tiny_decoder(), path)
+
+
+def test_text_style_marks_other_sources_and_is_never_generated():
+    vocab = Vocabulary(["soup", "stir"])
+    start = vocab.stoi["<start>"]
+    text_start = add_text_start(vocab)
+    assert vocab.itos[-1] == "<start_text>" and add_text_start(vocab) == text_start
+    assert never_generated_ids(vocab.itos) == [vocab.stoi["<unk>"], text_start]
+
+    def rec(origin, images=(), source="recipe1m", partition="train"):
+        return GenRecipe("r", "t", partition, [], [start, 9, 3], list(images), [], source, origin)
+
+    recipes = [
+        rec("pdr", images=[0]),  # photo recipe: its source is the cards' style
+        rec("pdr"),  # text recipe of that source
+        rec("epi"),  # another source
+        rec("grand", images=[1], partition="val"),  # a photo keeps <start>; val sets no style
+        rec("grand"),  # so grand's text recipes are marked
+        rec("", source="recipe1m"),  # unknown origin: left alone
+        rec("", images=[2], source="food101"),  # weakly labelled photo: a card's style
+    ]
+    assert mark_text_style(recipes, text_start) == 2
+    firsts = [r.tokens[0] for r in recipes]
+    assert firsts == [start, start, text_start, start, text_start, start, start]
+    assert all(r.tokens[1:] == [9, 3] for r in recipes)
 
 
 def _recipe(title, source):

@@ -36,7 +36,12 @@ from beyondvis.recipes.generation.card import (
     read_decoding,
 )
 from beyondvis.recipes.generation.config import IMAGE, INGREDIENTS, DecoderConfig
-from beyondvis.recipes.generation.constraints import DecodingRules, free_token_ids, word_groups
+from beyondvis.recipes.generation.constraints import (
+    DecodingRules,
+    free_token_ids,
+    never_generated_ids,
+    word_groups,
+)
 from beyondvis.recipes.generation.data import MAX_INGREDIENTS
 from beyondvis.recipes.generation.decoder import InstructionDecoder
 from beyondvis.recipes.generation.decoding import generate
@@ -223,6 +228,7 @@ class CookModel:
         self.card_retriever = load_card_retriever(folder)  # None: ingredient-only fallback
         self.retrieve_k = 3  # default number of real recipes on the card
         self.unk_id = self.itos.index("<unk>") if "<unk>" in self.itos else None
+        self.banned_ids = never_generated_ids(self.itos)  # <unk>, <start_text>
         self.decoding = load_decoding(folder)
         self.rules = DecodingRules(**self.decoding["rules"], word_groups=word_groups(self.itos))
         self.free_ids = sorted(free_token_ids(self.itos))
@@ -288,8 +294,8 @@ class CookModel:
         decode = decode or self.default_decode
         if decode == "sample" and seed is not None and "generator" not in options:
             options["generator"] = torch.Generator(device=self.device).manual_seed(int(seed))
-        if self.unk_id is not None:
-            options.setdefault("banned", [self.unk_id])
+        if self.banned_ids:
+            options.setdefault("banned", list(self.banned_ids))
         for key, value in self.decoding["options"].get(decode, {}).items():
             options.setdefault(key, value)
         options.setdefault("rules", self.rules)

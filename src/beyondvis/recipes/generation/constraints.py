@@ -29,6 +29,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from beyondvis.recipes.pipeline.text import TEXT_START, UNK
+
 # Words the repetition penalty leaves alone: a recipe needs them in every step.
 FUNCTION_WORDS = frozenset(
     "a an the and or of to in on at for with into onto over from by until till then it its "
@@ -102,6 +104,11 @@ def word_groups(itos: Sequence[str]) -> dict[int, frozenset[int]]:
         if len(ids) > 1
         for i in ids
     }
+
+
+def never_generated_ids(itos: Sequence[str]) -> list[int]:
+    """Words a card may not contain: ``<unk>`` and the text-style start word (an input only)."""
+    return [i for i, w in enumerate(itos) if w in (UNK, TEXT_START)]
 
 
 def free_token_ids(itos: Sequence[str]) -> frozenset[int]:

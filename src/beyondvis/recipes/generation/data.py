@@ -20,11 +20,16 @@ from typing import Any
 import numpy as np
 import torch
 
-from beyondvis.data.recipe1m import image_path, read_recipes_jsonl
+from beyondvis.data.recipe1m import (
+    image_path,
+    read_provenance,
+    read_recipes_jsonl,
+    source_prefix,
+)
 from beyondvis.recipes.pipeline.ingredients import IngredientVocabulary
 from beyondvis.recipes.pipeline.text import EOI as EOI_TOKEN
 from beyondvis.recipes.pipeline.text import START as START_TOKEN
-from beyondvis.recipes.pipeline.text import Vocabulary, recipe_tokens, tokenize
+from beyondvis.recipes.pipeline.text import TEXT_START, Vocabulary, recipe_tokens, tokenize
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +49,9 @@ class GenRecipe:
     images: list[int]  # rows of the feature cache (empty: no photo)
     words: list[str]  # the reference tokens (for mention metrics)
     source: str = "recipe1m"  # "recipe1m" or "food101" (weak labels: title only)
+    # provenance prefix ("pdr", "epi", ...: the site it was written for) from the data root's
+    # provenance.jsonl; "" when unknown. Sources write in their own style.
+    origin: str = ""
 
 
 @dataclasses.dataclass
@@ -119,11 +127,15 @@ def build_data(
     image_size: int = 224,
     food101_root: str | Path | None = None,
     food101_splits: tuple[str, ...] = ("train", "test"),
+    style_start: bool = False,
 ) -> GenData:
     """Recipes with ingredient ids, token ids and (when ``data_root`` is given) photo features;
     with ``food101_root``, Food-101 photos are added as weakly labelled items
-    (:func:`food101_items`)."""
+    (:func:`food101_items`); with ``style_start``, recipes of other sources than the photo
+    recipes' begin with ``TEXT_START`` (:func:`mark_text_style`)."""
     rows, ingr_vocab, word_vocab = load_prepared(prepared_dir, max_len)
+    provenance = Path(data_root, "provenance.jsonl") if data_root is not None else None
+    origins = read_provenance(provenance) if provenance and provenance.is_file() else {}
     recipes: list[GenRecipe] = []
     paths: list[str] = []
     for row in rows:
@@ -143,6 +155,7 @@ def build_data(
                 tokens=word_vocab.encode(words),
                 images=image_rows,
                 words=words,
+                origin=source_prefix(origins.get(row["id"], "")),
             )
         )
     weak_report: dict[str, Any] = {}
@@ -154,6 +167,9 @@ def build_data(
         for r, path in weak:
             recipes.append(r)
             paths.append(path)
+    if style_start:  # after the dish words: the vocabulary only ever appends
+        marked = mark_text_style(recipes, add_text_start(word_vocab))
+        log.info("style_start: %d text recipes begin with %s", marked, TEXT_START)
     features = None
     if paths:
         features, ok = extract_feature_maps(paths, cache_dir, image_size)
@@ -162,6 +178,34 @@ def build_data(
     data = GenData(recipes, ingr_vocab, word_vocab, features)
     data.weak_report = weak_report
     return data
+
+
+def add_text_start(word_vocab: Vocabulary) -> int:
+    """Append ``TEXT_START`` to the vocabulary (if it lacks it); its id. Recipes of other
+    sources than the photo recipes' then begin with it: every card begins with ``<start>``,
+    the photo recipes' style, and the rest of the text teaches cooking under a first word of
+    its own instead of pulling the cards towards its style."""
+    word_vocab.extend([TEXT_START])
+    return word_vocab.stoi[TEXT_START]
+
+
+def mark_text_style(recipes: list[GenRecipe], text_start: int) -> int:
+    """Make ``text_start`` the first token of every Recipe1M recipe whose origin (provenance
+    source) is none of the training photo recipes' origins; the photo sources' recipes, every
+    recipe with a photo and weakly labelled photos keep ``<start>``. Recipes of unknown origin are left as
+    they are. Returns how many recipes were marked."""
+    styles = {
+        r.origin
+        for r in recipes
+        if r.images and r.source == "recipe1m" and r.origin and r.partition == "train"
+    }
+    marked = 0
+    for r in recipes:
+        # a recipe with a photo keeps <start> whatever its source: scored as a card is made
+        if r.source == "recipe1m" and r.origin and r.origin not in styles and not r.images:
+            r.tokens = [text_start, *r.tokens[1:]]
+            marked += 1
+    return marked
 
 
 def add_dish_words(word_vocab: Vocabulary, food101_root: str | Path) -> list[str]:

@@ -44,6 +44,7 @@ from beyondvis.recipes.generation.constraints import (
     DecodingRules,
     RowRules,
     free_token_ids,
+    never_generated_ids,
     word_groups,
 )
 from beyondvis.utils.atomic import file_sha256
@@ -477,6 +478,7 @@ class OrtCookModel:
             "itos"
         ]
         self.unk_id = self.itos.index("<unk>") if "<unk>" in self.itos else None
+        self.banned_ids = never_generated_ids(self.itos)  # <unk>, <start_text>
         self.free_ids = sorted(free_token_ids(self.itos))
         self.decoding = load_bundle_decoding(folder, manifest.get("decoding") or {})
         self.rules = DecodingRules(
@@ -559,8 +561,8 @@ class OrtCookModel:
         labels = self.ingredients(probs, pred)
         t2 = time.perf_counter()
         decode = decode or self.default_decode
-        if self.unk_id is not None:
-            options.setdefault("banned", [self.unk_id])
+        if self.banned_ids:
+            options.setdefault("banned", list(self.banned_ids))
         for key, value in self.decoding.get("options", {}).get(decode, {}).items():
             options.setdefault(key, value)
         options.setdefault("rules", self.rules)

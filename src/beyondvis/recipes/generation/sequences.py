@@ -6,7 +6,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 import torch
 from torch import Tensor
@@ -31,16 +31,20 @@ def encode_recipe(
 
 
 def teacher_forcing_batch(
-    targets: Sequence[Sequence[int]], special: SpecialTokens
+    targets: Sequence[Sequence[int]], special: SpecialTokens, starts: Collection[int] = ()
 ) -> tuple[Tensor, Tensor]:
     """Pad targets into (inputs, targets) of shape (B, T): inputs = bos + targets[:-1].
 
     A sequence may also be given whole, starting with ``bos`` (as the Recipes I tokenizer's
-    ``recipe_tokens`` writes it); the leading ``bos`` is then dropped from the target.
+    ``recipe_tokens`` writes it); the leading ``bos`` is then dropped from the target. A
+    sequence may instead start with one of ``starts`` (another start word, e.g. the text-style
+    ``<start_text>``): it is then that row's first input, and never a target.
     """
     if not targets:
         raise ValueError("empty batch")
-    targets = [list(t)[1:] if len(t) and t[0] == special.bos else list(t) for t in targets]
+    leading = {special.bos, *starts}
+    firsts = [t[0] if len(t) and t[0] in leading else special.bos for t in targets]
+    targets = [list(t)[1:] if len(t) and t[0] in leading else list(t) for t in targets]
     width = max(len(t) for t in targets)
     if width == 0:
         raise ValueError("all target sequences are empty")
@@ -51,7 +55,7 @@ def teacher_forcing_batch(
             continue
         seq_t = torch.as_tensor(list(seq), dtype=torch.long)
         out[row, : len(seq)] = seq_t
-        inputs[row, 0] = special.bos
+        inputs[row, 0] = firsts[row]
         inputs[row, 1 : len(seq)] = seq_t[:-1]
     return inputs, out
 

@@ -139,7 +139,7 @@ def retrieval_table(data: GenData, bundle: str | Path) -> dict[str, Any]:
             "greedy",
             feats[row : row + 1],
             ingr,
-            banned=[model.unk_id] if model.unk_id is not None else [],
+            banned=list(model.banned_ids),
         )
         _, steps = split_recipe(gen.tokens[0][: int(gen.lengths[0])], model.decoder.config.special)
         words = [model.itos[i] for s in steps for i in s]

@@ -16,7 +16,7 @@ import dataclasses
 import logging
 import math
 import random
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +32,7 @@ from beyondvis.recipes.generation.config import (
     DecoderSizes,
     SpecialTokens,
 )
-from beyondvis.recipes.generation.data import MAX_INGREDIENTS, GenData, GenRecipe
+from beyondvis.recipes.generation.data import MAX_INGREDIENTS, TEXT_START, GenData, GenRecipe
 from beyondvis.recipes.generation.decoder import InstructionDecoder, sequence_nll
 from beyondvis.recipes.generation.fusion import Condition
 from beyondvis.recipes.generation.metrics import IngredientSetMetrics, PerplexityMeter
@@ -107,13 +107,16 @@ def cap_weak_items(recipes: list[GenRecipe], per_dish: int | None) -> list[GenRe
     return selected
 
 
-def warm_start(model: nn.Module, checkpoint: str | Path) -> list[str]:
+def warm_start(
+    model: nn.Module, checkpoint: str | Path, copy_rows: Mapping[int, int] | None = None
+) -> list[str]:
     """Load ``checkpoint``'s weights into ``model`` before training starts.
 
     A tensor whose first dimension grew (word rows of a vocabulary extended with
     :meth:`~beyondvis.recipes.pipeline.text.Vocabulary.extend`, which only appends) gets the old rows
-    and keeps its fresh initialisation for the new ones; any other shape difference is an
-    error naming the tensor. Returns the names of the partly loaded tensors.
+    and keeps its fresh initialisation for the new ones, except the new rows named in
+    ``copy_rows`` (new id -> old id), which start as copies of an old row; any other shape
+    difference is an error naming the tensor. Returns the names of the partly loaded tensors.
     """
     source = load_checkpoint(checkpoint)["model"]
     target = model.state_dict()
@@ -137,6 +140,9 @@ def warm_start(model: nn.Module, checkpoint: str | Path) -> list[str]:
         ):
             rows = dst.clone()
             rows[: src.shape[0]] = src
+            for new_id, old_id in (copy_rows or {}).items():
+                if src.shape[0] <= new_id < dst.shape[0] and 0 <= old_id < src.shape[0]:
+                    rows[new_id] = src[old_id]
             merged[name] = rows
             grown.append(name)
         else:
@@ -271,11 +277,19 @@ class TextBatch:
         return TextBatch(*(t.to(device) for t in dataclasses.astuple(self)))
 
 
-def make_text_collate(special: SpecialTokens, ingredient_pad: int, bucketed: bool = False):
+def make_text_collate(
+    special: SpecialTokens,
+    ingredient_pad: int,
+    bucketed: bool = False,
+    starts: Collection[int] = (),
+):
+    """Batches of (tokens, ingredient ids, image row); ``starts``: other start words a
+    sequence may begin with (:func:`.sequences.teacher_forcing_batch`)."""
+
     def collate(items: list[tuple[list[int], list[int], int]]) -> TextBatch:
         if bucketed:  # a loader batch of BucketedTextItems batches
             items = [it for batch in items for it in batch]
-        inputs, targets = teacher_forcing_batch([t for t, _, _ in items], special)
+        inputs, targets = teacher_forcing_batch([t for t, _, _ in items], special, starts)
         width = max(1, max(len(i) for _, i, _ in items))
         ingr = torch.full((len(items), width), ingredient_pad, dtype=torch.long)
         for row, (_, ids, _) in enumerate(items):
@@ -312,8 +326,11 @@ def text_eval(
     recipes: list[GenRecipe],
     features: Tensor | None,
     batch_size: int = 32,
+    starts: Collection[int] = (),
 ) -> PerplexityMeter:
-    collate = make_text_collate(decoder.config.special, decoder.config.ingredient_pad_id)
+    collate = make_text_collate(
+        decoder.config.special, decoder.config.ingredient_pad_id, starts=starts
+    )
     items = TextItems(recipes, pick_random_photo=False)
     meter = PerplexityMeter()
     decoder.eval()
@@ -325,6 +342,19 @@ def text_eval(
     return meter
 
 
+def same_style_text(recipes: list[GenRecipe]) -> list[GenRecipe]:
+    """The text recipes (Recipe1M, no photo) whose origin is one of the photo recipes'
+    origins (each once); none when origins are unknown."""
+    styles = {r.origin for r in recipes if r.images and r.source == "recipe1m" and r.origin}
+    seen: set[str] = set()
+    out = []
+    for r in recipes:
+        if r.source == "recipe1m" and not r.images and r.origin in styles and r.id not in seen:
+            seen.add(r.id)
+            out.append(r)
+    return out
+
+
 def train_decoder(
     data: GenData,
     config: DecoderConfig,
@@ -333,6 +363,7 @@ def train_decoder(
     eval_max_recipes: int | None = 300,
     photo_oversample: int = 1,
     bucket_by_length: bool = False,
+    style_oversample: int = 1,
     init_from: str | Path | None = None,
     train_set: str = "all",
     weak_per_dish: int | None = None,
@@ -343,6 +374,9 @@ def train_decoder(
     ``bucket_by_length`` trains on :class:`BucketedTextItems` (``train_cfg.batch_size``
     recipes of similar length per step). ``photo_oversample`` repeats the Recipe1M recipes that have photos in every epoch: they are
     1.7 % of recipe1m_mini's text recipes but the only ones whose steps the image side sees.
+    ``style_oversample`` repeats the training text recipes (no photo) written by the same
+    sources as the photo recipes (``GenRecipe.origin``): the cards and validation are in
+    those sources' style, which the other 95 % of the text does not share.
     Weakly labelled Food-101 photos (``source == "food101"``) train the title only: their
     target sequence stops after the title's ``<eoi>``; ``weak_per_dish`` caps them per dish.
 
@@ -350,13 +384,20 @@ def train_decoder(
     loads its own ``last.pt`` instead). ``train_set="photos"`` trains on the recipes with
     photos only: a short in-domain stage after the text-recipe training, since the photo
     recipes (two sources, their own style) are what validation and every card are about.
+    ``train_set="style"``: the recipes with photos plus the text recipes of the same sources
+    (:func:`same_style_text`), a larger in-domain stage.
     """
-    if train_set not in ("all", "photos"):
-        raise ValueError(f"train_set must be 'all' or 'photos', got {train_set!r}")
+    if train_set not in ("all", "photos", "style"):
+        raise ValueError(f"train_set must be 'all', 'photos' or 'style', got {train_set!r}")
     seed_everything(train_cfg.seed)
     decoder = InstructionDecoder(config)
+    text_start = data.word_vocab.stoi.get(TEXT_START)
+    starts = () if text_start is None else (text_start,)
     if init_from:
-        grown = warm_start(decoder, init_from)
+        # a new <start_text> starts as a copy of <start>: the warm-started decoder's behaviour
+        # on every recipe is unchanged at step 0, and the two then diverge
+        copy = {} if text_start is None else {text_start: config.special.bos}
+        grown = warm_start(decoder, init_from, copy)
         log.info("decoder warm-started from %s (grown: %s)", init_from, grown or "none")
     image_only = config.conditions == (IMAGE,)
     train_recipes = data.split(
@@ -364,9 +405,15 @@ def train_decoder(
         with_images=image_only or INGREDIENTS not in config.conditions or train_set == "photos",
     )
     train_recipes = cap_weak_items(train_recipes, weak_per_dish)
+    if train_set == "style":
+        train_recipes = [r for r in train_recipes if r.images] + same_style_text(train_recipes)
     if photo_oversample > 1:
         extra_photo = [r for r in train_recipes if r.images and r.source == "recipe1m"]
         train_recipes = train_recipes + extra_photo * (photo_oversample - 1)
+    if style_oversample > 1:
+        extra_style = same_style_text(train_recipes)
+        log.info("style_oversample: %d text recipes in the photos' style", len(extra_style))
+        train_recipes = train_recipes + extra_style * (style_oversample - 1)
     val_recipes = data.split("val", with_images=IMAGE in config.conditions)
     if eval_max_recipes:
         val_recipes = val_recipes[:eval_max_recipes]
@@ -379,7 +426,7 @@ def train_decoder(
 
     def eval_fn(m: nn.Module) -> dict[str, float]:
         inner = m.module if hasattr(m, "module") else m
-        ppl = text_eval(inner, val_recipes, features).compute()["ppl"]
+        ppl = text_eval(inner, val_recipes, features, starts=starts).compute()["ppl"]
         return {"val_ppl": float(ppl) if math.isfinite(ppl) else 1e9}
 
     extra = {
@@ -398,7 +445,9 @@ def train_decoder(
         items,
         step,
         eval_fn,
-        collate_fn=make_text_collate(config.special, config.ingredient_pad_id, bucket_by_length),
+        collate_fn=make_text_collate(
+            config.special, config.ingredient_pad_id, bucket_by_length, starts
+        ),
         checkpoint_extra=extra,
     )
     result = trainer.fit(resume=resume)

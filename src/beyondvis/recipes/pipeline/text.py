@@ -17,6 +17,9 @@ from beyondvis.utils import atomic_write_json
 from beyondvis.utils.versioned import VersionedFileError, read_versioned_json
 
 PAD, START, END, EOI, UNK = "<pad>", "<start>", "<end>", "<eoi>", "<unk>"
+# First word of recipes in another style than the cards' (generation's ``style_start``); an
+# input only, never generated.
+TEXT_START = "<start_text>"
 SPECIAL_TOKENS = (PAD, START, END, EOI, UNK)
 VOCAB_FORMAT_VERSION = 1
 
