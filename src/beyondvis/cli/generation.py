@@ -15,6 +15,7 @@ from beyondvis.cli.common import (
     apply_threads,
     load_cli_config,
     new_run_dir,
+    positive_int,
     print_json,
     resume_mode,
 )
@@ -47,6 +48,25 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     export.add_argument("--decoder", required=True, help="stage-2 checkpoint (best.pt)")
     export.add_argument("--out", required=True, help="bundle folder to write")
     export.set_defaults(func=run_export)
+    memory = sub.add_parser(
+        "memory",
+        help="attach an in-domain kNN memory to a trained decoder (a new decoder checkpoint)",
+        description="Store the decoder's hidden states over the training recipes of the photo "
+        "recipes' sources, tune its mixture (k, temperature, weight) on their validation text "
+        "recipes, print perplexity with and without it on the validation and test photos, and "
+        "write a decoder checkpoint that `generation export --decoder` takes. JSON shape: "
+        "docs/recipes-generation.md.",
+    )
+    _common(memory)
+    memory.add_argument("--decoder", required=True, help="decoder checkpoint (best.pt)")
+    memory.add_argument("--out", required=True, help="decoder checkpoint to write")
+    memory.add_argument(
+        "--dim",
+        type=positive_int,
+        default=64,
+        help="PCA dimensions of a stored state (default: 64)",
+    )
+    memory.set_defaults(func=run_memory)
     from beyondvis.cli.cook import register_export_onnx
 
     register_export_onnx(sub)
@@ -83,6 +103,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     curve.add_argument(
         "--reference-label", default="before", help="legend of --reference (default: before)"
     )
+    curve.add_argument(
+        "--final",
+        type=float,
+        default=None,
+        help="mark this perplexity, reached after the last step without training (e.g. with "
+        "`generation memory`), with a star (default: none)",
+    )
+    curve.add_argument("--final-label", default="final", help="label of --final (default: final)")
     curve.set_defaults(func=run_curve)
 
 
@@ -91,7 +119,14 @@ def run_curve(args: argparse.Namespace) -> int:
 
     paths = [Path(p) / "metrics.csv" if Path(p).is_dir() else Path(p) for p in args.run]
     try:
-        points = plot_perplexity(paths, args.out, args.reference, args.reference_label)
+        points = plot_perplexity(
+            paths,
+            args.out,
+            args.reference,
+            args.reference_label,
+            final=args.final,
+            final_label=args.final_label,
+        )
     except (OSError, ValueError) as exc:
         raise CLIError(str(exc)) from exc
     for step, value in points:
@@ -197,6 +232,19 @@ def run_export(args: argparse.Namespace) -> int:
     except (OSError, ValueError, CheckpointError) as exc:
         raise CLIError(str(exc)) from exc
     print_json(summary, fmt="beyondvis.generation.export/1")
+    return 0
+
+
+def run_memory(args: argparse.Namespace) -> int:
+    from beyondvis.engine import CheckpointError
+    from beyondvis.recipes.generation import build_decoder_memory
+
+    cfg = _config(args)
+    try:
+        summary = build_decoder_memory(cfg, args.decoder, args.out, args.dim)
+    except (OSError, ValueError, CheckpointError) as exc:
+        raise CLIError(str(exc)) from exc
+    print_json(summary, fmt="beyondvis.generation.memory/1")
     return 0
 
 

@@ -38,5 +38,6 @@ def test_plot_and_cli_write_a_png(tmp_path, capsys):
     points = plot_perplexity([a, b], tmp_path / "p.png", reference=90.6)
     assert points == [(400, 90.0), (800, 60.0), (1100, 55.0)]
     assert (tmp_path / "p.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert main(["generation", "curve", str(a), str(b), "--out", str(tmp_path / "c.png")]) == 0
+    args = ["generation", "curve", str(a), str(b), "--out", str(tmp_path / "c.png")]
+    assert main([*args, "--final", "30.0", "--final-label", "with memory"]) == 0
     assert "step   1100  val_ppl     55.00" in capsys.readouterr().out

@@ -18,6 +18,7 @@ from beyondvis.recipes.generation.training import (
     batch_conditions,
     decoder_config,
     make_text_collate,
+    same_style_text,
     train_decoder,
     train_ingredients,
 )
@@ -72,6 +73,25 @@ def test_build_data_ids(data):
     assert first.words[0] == "<start>" and first.words[-1] == "<end>"
     assert data.word_vocab.decode(first.tokens) == first.words
     assert MAX_INGREDIENTS == 20
+
+
+def test_origin_from_provenance_and_same_style_text(tmp_path):
+    prepared = _prepared(tmp_path)
+    root = tmp_path / "root"
+    root.mkdir()
+    # r000-r003 come from the photo recipes' site, the rest from another one
+    lines = [
+        {"id": f"r{i:03d}", "source_id": ("pdr:" if i < 4 else "epi:") + str(i)} for i in range(24)
+    ]
+    (root / "provenance.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines))
+    data = build_data(prepared, root, tmp_path / "cache")  # no photo files: none found
+    assert [r.origin for r in data.recipes[:5]] == ["pdr"] * 4 + ["epi"]
+    assert same_style_text(data.recipes) == []  # no photo recipe: no style to match
+    data.recipes[0].images = [0]  # r000 (pdr) has a photo
+    train = data.split("train")
+    assert [r.id for r in same_style_text(train)] == ["r001", "r002", "r003"]
+    assert same_style_text(train + train[1:2]) == same_style_text(train)  # each once
+    assert build_data(prepared, None, tmp_path / "cache").recipes[0].origin == ""
 
 
 def test_missing_prepared_files_name_the_command(tmp_path):
@@ -201,6 +221,9 @@ def test_packaged_generation_configs_are_typed_and_checked():
     cfg = load_generation_config("generation/cook_cpu_stage3")
     assert isinstance(cfg.decoder, DecoderSizes) and cfg.decoder.num_layers == 3
     assert cfg.decoder_weak_per_dish == 150 and cfg.train_decoder.scheduler == "cosine"
+    later = load_generation_config("generation/cook_cpu_stage5")  # stage 4 + 5 on top of 3
+    assert later.style_oversample == 6 and later.style_start and later.decoder_weak_per_dish == 150
+    assert later.train_decoder.lr == 2e-4 and later.train_decoder.epochs == 1
     for bad in ("decoder.dropout=2", "decoder.num_heads=7"):
         with pytest.raises(ValueError, match="decoder"):
             load_generation_config("generation/cook_cpu", [bad])

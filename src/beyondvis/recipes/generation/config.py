@@ -104,6 +104,8 @@ class DecoderConfig:
     conditions: tuple[str, ...] = field(default=CONDITION_NAMES)
     max_len: int = 150
     tie_embeddings: bool = True
+    # in-domain kNN memory (:class:`.memory.MemorySettings` as a dict); None: no memory
+    memory: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         self.conditions = tuple(self.conditions)

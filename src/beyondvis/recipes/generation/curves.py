@@ -53,10 +53,14 @@ def plot_perplexity(
     reference: float | None = None,
     reference_label: str = "before",
     title: str = "instruction decoder: validation perplexity",
+    final: float | None = None,
+    final_label: str = "final",
 ) -> list[tuple[int, float]]:
     """Draw ``val_ppl`` against steps (log scale) into ``out_png``; returns the points.
 
-    Several ``metrics.csv`` are consecutive stages (:func:`chained_curve`), drawn in turn."""
+    Several ``metrics.csv`` are consecutive stages (:func:`chained_curve`), drawn in turn.
+    ``final`` marks a perplexity reached after the last step without training (the decoder
+    with its in-domain memory, say) with a star at that step."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -67,7 +71,7 @@ def plot_perplexity(
     points = [p for stage in stages for p in stage]
     steps, values = zip(*points)
     fig, ax = plt.subplots(figsize=(6, 3.6))
-    colours = ["#4477aa", "#228833", "#aa3377", "#ccbb44"]
+    colours = ["#4477aa", "#228833", "#aa3377", "#ccbb44", "#66ccee", "#bbbbbb"]
     for n, stage in enumerate(stages):
         label = "validation perplexity" + (f" (stage {n + 1})" if len(stages) > 1 else "")
         xs, ys = zip(*stage)
@@ -82,6 +86,16 @@ def plot_perplexity(
     )
     if reference is not None:
         ax.axhline(reference, color="#cc6677", linestyle="--", label=f"{reference_label}")
+    if final is not None:
+        ax.plot([steps[-1]], [final], marker="*", markersize=14, color="black", linestyle="")
+        ax.annotate(
+            f"{final_label}: {final:.1f}",
+            (steps[-1], final),
+            textcoords="offset points",
+            xytext=(-12, 0),
+            ha="right",
+            va="center",
+        )
     ax.set_yscale("log")
     # plain numbers on the log axis (35, 40, 60), not 4 x 10^1
     from matplotlib.ticker import FuncFormatter, LogLocator

@@ -168,6 +168,16 @@ class InstructionDecoder(nn.Module):
         self.out_proj = nn.Linear(d, config.vocab_size)
         if config.tie_embeddings:
             self.out_proj.weight = self.word_embed.weight
+        self.memory: nn.Module | None = None
+        if config.memory:
+            from beyondvis.recipes.generation.memory import KnnMemory, MemorySettings
+
+            self.memory = KnnMemory(d, MemorySettings(**config.memory))
+
+    def set_memory(self, memory: nn.Module | None) -> None:
+        """Attach (or with None remove) an in-domain kNN memory (:mod:`.memory`)."""
+        self.memory = memory
+        self.config.memory = None if memory is None else memory.settings.to_dict()
 
     @property
     def special(self) -> SpecialTokens:
@@ -210,7 +220,14 @@ class InstructionDecoder(nn.Module):
         return self.embed_drop(x)
 
     def _logits(self, x: Tensor) -> Tensor:
-        return self.out_proj(self.final_norm(x))
+        """Next-word logits; with a memory, outside training, the log-probabilities of the
+        decoder-memory mixture instead (the same thing to every caller: a log-softmax of
+        either is the distribution)."""
+        h = self.final_norm(x)
+        logits = self.out_proj(h)
+        if self.memory is not None and not self.training:
+            return self.memory(h, logits)
+        return logits
 
     def forward(
         self,

@@ -12,7 +12,7 @@ import torch
 from beyondvis.engine import TrainConfig, load_config
 from beyondvis.recipes.generation.bundle import build_retrieval, save_bundle
 from beyondvis.recipes.generation.config import DecoderSizes
-from beyondvis.recipes.generation.data import GenData, add_dish_words, build_data
+from beyondvis.recipes.generation.data import GenData, add_dish_words, add_text_start, build_data
 from beyondvis.recipes.generation.training import (
     decoder_config,
     train_decoder,
@@ -56,6 +56,12 @@ class GenerationConfig:
     food101_root: str = ""
     # Recipe1M recipes with photos are repeated this many times per decoder epoch.
     photo_oversample: int = 1
+    # Recipe1M text recipes (no photo) from the photo recipes' own sources (provenance.jsonl)
+    # are repeated this many times per decoder epoch: they share the cards' writing style.
+    style_oversample: int = 1
+    # Recipes of the other sources begin with <start_text> instead of <start> (the cards' first
+    # word): the decoder keeps the photo recipes' style apart from the rest of the text.
+    style_start: bool = False
     # Validation recipes (with photos) used for the decoder's perplexity (0 = all).
     eval_max_recipes: int = 300
     # Stage 1: at most this many weakly labelled photos per dish (null: all, 0: none).
@@ -65,7 +71,8 @@ class GenerationConfig:
     # Decoder warm start: a decoder checkpoint (e.g. a previous run's best.pt) whose weights
     # start this run; words appended to the vocabulary since get fresh rows ("" = none).
     decoder_init: str = ""
-    # "all" recipes, or "photos": only those with photos (an in-domain stage after "all").
+    # "all" recipes, "photos": only those with photos (an in-domain stage after "all"), or
+    # "style": those with photos plus the text recipes of the photo recipes' sources.
     decoder_train_set: str = "all"
     # At most this many weakly labelled photos per dish in the decoder's epochs (null: all).
     decoder_weak_per_dish: int | None = None
@@ -91,6 +98,7 @@ def load_data(cfg: GenerationConfig) -> GenData:
         cfg.decoder.max_len,
         cfg.image_size,
         food101_root=cfg.food101_root or None,
+        style_start=cfg.style_start,
     )
 
 
@@ -152,6 +160,7 @@ def _run_training(
         eval_max_recipes=cfg.eval_max_recipes or None,
         photo_oversample=cfg.photo_oversample,
         bucket_by_length=cfg.bucket_by_length,
+        style_oversample=cfg.style_oversample,
         init_from=cfg.decoder_init or None,
         train_set=cfg.decoder_train_set,
         weak_per_dish=cfg.decoder_weak_per_dish,
@@ -221,6 +230,82 @@ def _export_bundle(
     return sum(p.stat().st_size for p in Path(export_to).iterdir())
 
 
+def build_decoder_memory(
+    cfg: GenerationConfig, decoder_ckpt: str, out: str, dim: int = 64
+) -> dict[str, Any]:
+    """Attach an in-domain kNN memory (:mod:`.memory`) to a trained decoder and write the
+    result as a decoder checkpoint that ``export`` takes like any other.
+
+    Stored: every word of the training recipes from the photo recipes' sources (text and photo
+    recipes, :func:`.training.same_style_text`); tuned on the validation *text* recipes of those
+    sources; reported: perplexity with and without the memory on the validation and test
+    recipes with photos (the decoder's usual validation set, not used for tuning).
+    """
+    from beyondvis.engine import load_checkpoint, save_checkpoint
+    from beyondvis.recipes.generation.config import DecoderConfig
+    from beyondvis.recipes.generation.data import TEXT_START
+    from beyondvis.recipes.generation.decoder import InstructionDecoder
+    from beyondvis.recipes.generation.memory import attach_memory, tune_memory
+    from beyondvis.recipes.generation.training import same_style_text, text_eval
+
+    data = load_data(cfg)
+    ckpt = load_checkpoint(decoder_ckpt)
+    if ckpt.get("extra", {}).get("stage") != "decoder":
+        raise ValueError(f"{decoder_ckpt}: not a generation decoder checkpoint")
+    config = DecoderConfig.from_dict({**ckpt["extra"]["decoder"], "memory": None})
+    decoder = InstructionDecoder(config)
+    decoder.load_state_dict({k: v for k, v in ckpt["model"].items() if not k.startswith("memory.")})
+    decoder.eval()
+    if config.vocab_size != len(data.word_vocab):
+        raise ValueError("decoder checkpoint and prepared word vocabulary differ in size")
+    starts = tuple(i for i in [data.word_vocab.stoi.get(TEXT_START)] if i is not None)
+    photos = [r for r in data.split("train") if r.images and r.source == "recipe1m"]
+    stored = photos + same_style_text(data.split("train"))
+    styles = {r.origin for r in photos}
+    tune = [
+        r
+        for r in data.split("val")
+        if r.source == "recipe1m" and not r.images and r.origin in styles
+    ]
+    if not stored or not tune:
+        raise ValueError(
+            "no recipes in the photos' style to store or tune on: data_root needs "
+            "provenance.jsonl and recipes with photos"
+        )
+
+    def ppl(split: str) -> float:
+        return float(
+            text_eval(decoder, data.split(split, True), data.features, starts=starts).compute()[
+                "ppl"
+            ]
+        )
+
+    before = {s: ppl(s) for s in ("val", "test")}
+    memory = attach_memory(decoder, stored, data.features, dim=dim, starts=starts)
+    best, rows = tune_memory(decoder, memory, tune, data.features, starts=starts)
+    after = {s: ppl(s) for s in ("val", "test")}
+    extra = dict(ckpt["extra"])
+    extra["decoder"] = decoder.config.to_dict()
+    extra["memory"] = {
+        "from": str(decoder_ckpt),
+        "stored_recipes": len(stored),
+        "tuned_on_recipes": len(tune),
+        "sources": sorted(styles),
+    }
+    save_checkpoint(out, {"model": decoder.state_dict(), "extra": extra})
+    return {
+        "checkpoint": str(out),
+        "memory": best.to_dict(),
+        "stored_recipes": len(stored),
+        "tuned_on_recipes": len(tune),
+        "sources": sorted(styles),
+        "tuning": sorted(rows[1:], key=lambda r: r["ppl"])[:5],
+        "tune_ppl_without": rows[0]["ppl"],
+        "ppl_without": before,
+        "ppl_with": after,
+    }
+
+
 def load_prepared_only(cfg: GenerationConfig) -> GenData:
     """Recipes and vocabularies without photo features (enough for exporting)."""
     if not cfg.prepared_dir:
@@ -228,4 +313,6 @@ def load_prepared_only(cfg: GenerationConfig) -> GenData:
     data = build_data(cfg.prepared_dir, None, cfg.cache_dir or cfg.out_dir, cfg.decoder.max_len)
     if cfg.food101_root:  # the same vocabulary the decoder was trained on
         add_dish_words(data.word_vocab, cfg.food101_root)
+    if cfg.style_start:
+        add_text_start(data.word_vocab)
     return data

@@ -172,6 +172,7 @@ def _export(
     inputs: list[str],
     outputs: list[str],
     dynamic: dict[str, dict[int, str]],
+    fold: bool = True,
 ) -> bytes:
     buffer = io.BytesIO()
     with warnings.catch_warnings(), torch.no_grad():
@@ -185,7 +186,7 @@ def _export(
             output_names=outputs,
             dynamic_axes=dynamic,
             opset_version=ONNX_OPSET,
-            do_constant_folding=True,
+            do_constant_folding=fold,
         )
     return buffer.getvalue()
 
@@ -353,6 +354,9 @@ def export_onnx_bundle(
         ["tokens", "position", *mem_names, *past_names],
         ["logits", *present_names],
         step_dyn,
+        # folding would store the in-domain memory's int8 keys dequantised (float, 4x the
+        # bytes, and once more transposed); ONNX Runtime folds them at load instead
+        fold=getattr(decoder, "memory", None) is None,
     )
     pre = model.backbone.preprocess
     if float16:
