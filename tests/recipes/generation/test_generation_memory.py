@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import dataclasses
+import json
 import math
 
 import pytest
 import torch
 from helpers_generation import SPECIAL, tiny_config, tiny_decoder, tiny_inputs
 
-from beyondvis.recipes.generation import InstructionDecoder
+from beyondvis.recipes.generation import DecoderConfig, InstructionDecoder
 from beyondvis.recipes.generation.data import GenRecipe
 from beyondvis.recipes.generation.memory import (
     KnnMemory,
@@ -36,7 +36,7 @@ def _filled(size=50, hidden=8, dim=4, vocab=10, **kw):
 def _reference(memory, hidden, logits):
     """The mixture written out in float64, one query at a time."""
     s = memory.settings
-    keys = memory.dequantised_keys().double()
+    keys = memory.dequantised_keys().double().T  # (size, dim)
     out = []
     for h, lg in zip(hidden.double(), logits.double()):
         q = (h - memory.mean.double()) @ memory.proj.double()
@@ -54,12 +54,33 @@ def test_mixture_matches_the_formula(k):
     memory, _, _ = _filled(k=k, temperature=2.0, weight=0.3)
     g = torch.Generator().manual_seed(1)
     hidden, logits = torch.randn(7, 8, generator=g), torch.randn(7, 10, generator=g)
-    got = memory(hidden, logits)
+    got = torch.log_softmax(memory(hidden, logits), -1)
     torch.testing.assert_close(got.double(), _reference(memory, hidden, logits), atol=1e-4, rtol=0)
-    assert torch.allclose(got.exp().sum(-1), torch.ones(7), atol=1e-5)  # a distribution
     # (B, T, V) inputs give the same rows
     batched = memory(hidden.reshape(7, 1, 8), logits.reshape(7, 1, 10))
-    torch.testing.assert_close(batched.reshape(7, 10), got)
+    torch.testing.assert_close(torch.log_softmax(batched.reshape(7, 10), -1), got)
+
+
+def test_mixture_stays_on_the_logit_scale():
+    # The repetition penalty divides positive and multiplies negative logits: the memory's
+    # output must be logits, where a word the memory does not back keeps its value.
+    memory, _, words = _filled(k=3, temperature=0.01, weight=0.3)
+    g = torch.Generator().manual_seed(2)
+    hidden, logits = torch.randn(4, 8, generator=g), 5.0 * torch.randn(4, 10, generator=g)
+    out = memory(hidden, logits)
+    probs = torch.softmax(_reference(memory, hidden, logits), -1)  # float64, from the formula
+    p_lm = torch.softmax(logits.double(), -1)
+    backed = probs > (1 - 0.3) * p_lm + 1e-9  # words the memory adds probability to
+    assert backed.any() and (~backed).any()
+    torch.testing.assert_close(out[~backed], logits[~backed], atol=1e-4, rtol=0)
+    assert (out[backed] >= logits[backed] - 1e-4).all()  # what the memory backs only gains
+    assert (out - logits).max() > 1.0
+
+
+def test_an_unfilled_memory_refuses_to_run():
+    memory = KnnMemory(8, MemorySettings(size=5, dim=2))
+    with pytest.raises(RuntimeError, match="never filled"):
+        memory(torch.zeros(1, 8), torch.zeros(1, 10))
 
 
 def test_a_stored_state_recalls_its_next_word():
@@ -108,7 +129,8 @@ def test_memory_is_used_for_inference_only_and_survives_a_round_trip():
         assert not torch.allclose(decoder._logits(x), plain_logits)
     assert not torch.allclose(mixed, torch.log_softmax(plain, -1), atol=1e-4)
     # the config carries the memory's shape: a decoder rebuilt from it loads the state dict
-    rebuilt = InstructionDecoder(dataclasses.replace(decoder.config)).eval()
+    as_json = json.loads(json.dumps(decoder.config.to_dict()))  # as checkpoints store it
+    rebuilt = InstructionDecoder(DecoderConfig.from_dict(as_json)).eval()
     rebuilt.load_state_dict(decoder.state_dict())
     with torch.no_grad():
         torch.testing.assert_close(rebuilt(words, image, ingredients), mixed)

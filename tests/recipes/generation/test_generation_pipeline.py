@@ -227,3 +227,59 @@ def test_packaged_generation_configs_are_typed_and_checked():
     for bad in ("decoder.dropout=2", "decoder.num_heads=7"):
         with pytest.raises(ValueError, match="decoder"):
             load_generation_config("generation/cook_cpu", [bad])
+
+
+def test_a_bundle_with_a_memory_cooks_the_same_on_both_runtimes(data, tmp_path):
+    from beyondvis.recipes.generation.decoder import InstructionDecoder
+    from beyondvis.recipes.generation.memory import attach_memory
+    from beyondvis.recipes.generation.onnx_cook import OrtCookModel
+    from beyondvis.recipes.generation.onnx_export import export_onnx_bundle
+    from beyondvis.recipes.generation.training import build_set_predictor
+
+    torch.manual_seed(0)
+    set_model = build_set_predictor("ff_bce", len(INGREDIENTS), {"embed_dim": 8, "hidden_dims": []})
+    cfg = decoder_config(
+        data,
+        {"d_model": 16, "num_layers": 1, "num_heads": 2, "ffn_dim": 32, "max_len": 40},
+        "concat",
+        ("image", "ingredients"),
+    )
+    decoder = InstructionDecoder(cfg).eval()
+    memory = attach_memory(decoder, data.split("train"), data.features, dim=8)
+    bundle = tmp_path / "bundle"
+    save_bundle(
+        bundle,
+        set_model,
+        {"name": "ff_bce", "options": {"embed_dim": 8, "hidden_dims": []}},
+        decoder,
+        list(data.ingredient_vocab.names),
+        list(data.word_vocab.itos),
+        list(data.word_vocab.specials),
+        build_retrieval(data.recipes, len(data.ingredient_vocab)),
+        image_size=64,
+    )
+    torch_model = CookModel(bundle)  # float16 weights; int8 keys and int32 words kept as they are
+    loaded = torch_model.decoder.memory
+    assert loaded is not None and loaded.settings == memory.settings and bool(loaded.filled)
+    assert torch.equal(loaded.keys, memory.keys) and loaded.keys.dtype == torch.int8
+    export_onnx_bundle(bundle)  # checks the two runtimes on a probe itself
+    ort_model = OrtCookModel(bundle)
+    photo = Image.fromarray(np.random.default_rng(0).integers(0, 255, (80, 120, 3), np.uint8))
+    a, b = torch_model.cook(photo, "greedy").to_json(), ort_model.cook(photo, "greedy").to_json()
+    assert a["title"] == b["title"] and a["instructions"] == b["instructions"]
+    # The exported step takes any number of rows (the memory's chunking is not traced in).
+    fmap, _, _ = ort_model.features(photo)
+    rows = 300
+    ingr = np.zeros((rows, 2), np.int64)
+    state = ort_model.nets.start(np.repeat(fmap, rows, axis=0), ingr)
+    tokens = np.full((rows, 1), cfg.special.bos, np.int64)
+    logits = ort_model.nets.step(state, tokens)
+    with torch.no_grad():
+        t_state = torch_model.decoder.start(
+            torch.from_numpy(np.repeat(fmap, rows, 0)), torch.from_numpy(ingr)
+        )
+        expected = (
+            torch_model.decoder.step(t_state, torch.from_numpy(tokens))[:, -1].float().numpy()
+        )
+    assert logits.shape == expected.shape
+    np.testing.assert_allclose(logits, expected, atol=2e-3, rtol=1e-3)

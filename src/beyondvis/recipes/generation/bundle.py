@@ -294,8 +294,8 @@ class CookModel:
         decode = decode or self.default_decode
         if decode == "sample" and seed is not None and "generator" not in options:
             options["generator"] = torch.Generator(device=self.device).manual_seed(int(seed))
-        if self.banned_ids:
-            options.setdefault("banned", list(self.banned_ids))
+        # the caller's bans come on top of <unk> and <start_text>, never instead of them
+        options["banned"] = sorted({*options.get("banned", ()), *self.banned_ids})
         for key, value in self.decoding["options"].get(decode, {}).items():
             options.setdefault(key, value)
         options.setdefault("rules", self.rules)

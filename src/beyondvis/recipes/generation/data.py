@@ -170,6 +170,11 @@ def build_data(
     if style_start:  # after the dish words: the vocabulary only ever appends
         marked = mark_text_style(recipes, add_text_start(word_vocab))
         log.info("style_start: %d text recipes begin with %s", marked, TEXT_START)
+        if not marked:
+            log.warning(
+                "style_start has no effect: no recipe has a known source (does data_root "
+                "hold provenance.jsonl?)"
+            )
     features = None
     if paths:
         features, ok = extract_feature_maps(paths, cache_dir, image_size)

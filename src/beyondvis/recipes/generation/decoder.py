@@ -172,7 +172,11 @@ class InstructionDecoder(nn.Module):
         if config.memory:
             from beyondvis.recipes.generation.memory import KnnMemory, MemorySettings
 
-            self.memory = KnnMemory(d, MemorySettings(**config.memory))
+            try:
+                settings = MemorySettings(**config.memory)
+            except TypeError as exc:
+                raise ValueError(f"decoder memory settings {config.memory}: {exc}") from exc
+            self.memory = KnnMemory(d, settings)
 
     def set_memory(self, memory: nn.Module | None) -> None:
         """Attach (or with None remove) an in-domain kNN memory (:mod:`.memory`)."""
@@ -220,9 +224,8 @@ class InstructionDecoder(nn.Module):
         return self.embed_drop(x)
 
     def _logits(self, x: Tensor) -> Tensor:
-        """Next-word logits; with a memory, outside training, the log-probabilities of the
-        decoder-memory mixture instead (the same thing to every caller: a log-softmax of
-        either is the distribution)."""
+        """Next-word logits; with a memory, outside training, the logits of the decoder-memory
+        mixture (:meth:`.memory.KnnMemory.forward`)."""
         h = self.final_norm(x)
         logits = self.out_proj(h)
         if self.memory is not None and not self.training:

@@ -57,10 +57,10 @@ class MemorySettings:
 
 
 class KnnMemory(nn.Module):
-    """``(hidden, logits) -> log p`` of the mixture of the decoder and its nearest stored states.
+    """``(hidden, logits) -> logits`` of the mixture of the decoder and its nearest stored states.
 
-    Buffers: ``mean`` and ``proj`` (PCA: ``(hidden - mean) @ proj``), ``keys`` (size, dim) as
-    int8 with a ``key_scale`` per dimension (a quarter of float32's bytes: the memory ships
+    Buffers: ``mean`` and ``proj`` (PCA: ``(hidden - mean) @ proj``), ``keys`` (dim, size:
+    stored transposed, so a query's distances are one plain row-times-matrix product) as int8 with a ``key_scale`` per dimension (a quarter of float32's bytes: the memory ships
     twice, in ``model.pt`` and in the ONNX decoder step) and ``values`` (size,) the next
     words (int32).
     """
@@ -71,12 +71,15 @@ class KnnMemory(nn.Module):
         s = settings
         self.register_buffer("mean", torch.zeros(hidden_dim))
         self.register_buffer("proj", torch.zeros(hidden_dim, s.dim))
-        self.register_buffer("keys", torch.zeros(s.size, s.dim, dtype=torch.int8))
+        self.register_buffer("keys", torch.zeros(s.dim, s.size, dtype=torch.int8))
         self.register_buffer("key_scale", torch.ones(s.dim))
         self.register_buffer("values", torch.zeros(s.size, dtype=torch.int32))
+        # set by fill() and saved with the weights: an unfilled memory would mix in zeros
+        self.register_buffer("filled", torch.zeros((), dtype=torch.bool))
 
     def dequantised_keys(self) -> Tensor:
-        return self.keys.float() * self.key_scale.float()
+        """The stored states in float, (dim, size)."""
+        return self.keys.float() * self.key_scale.float()[:, None]
 
     def fill(self, states: Tensor, next_words: Tensor) -> None:
         """Store ``states`` (size, hidden) and their ``next_words`` (size,); fits the PCA."""
@@ -96,27 +99,39 @@ class KnnMemory(nn.Module):
         with torch.no_grad():
             self.mean.copy_(mean)
             self.proj.copy_(proj)
-            self.keys.copy_(torch.round(keys / scale).clamp(-127, 127).to(torch.int8))
+            self.keys.copy_(torch.round(keys / scale).clamp(-127, 127).to(torch.int8).T)
             self.key_scale.copy_(scale)
             self.values.copy_(next_words.to(torch.int32))
+            self.filled.fill_(True)
 
     def forward(self, hidden: Tensor, logits: Tensor) -> Tensor:
+        """Logits of the mixture: ``log p_mixture + logsumexp(logits) - log(1 - weight)``.
+        The constant per row changes no distribution (perplexity, softmax, sampling), but
+        keeps the values on the decoder's logit scale: a word the memory does not back keeps
+        its logit exactly, so the CTRL repetition penalty (which divides positive and
+        multiplies negative logits) acts as strongly as without a memory."""
+        if not torch.jit.is_tracing() and not bool(self.filled):
+            raise RuntimeError("the decoder's memory was never filled (attach_memory) or loaded")
         s = self.settings
         shape = logits.shape
+        flat = logits.reshape(-1, shape[-1]).float()
         h = hidden.reshape(-1, hidden.shape[-1]).float()
-        lm = torch.softmax(logits.reshape(-1, shape[-1]).float(), dim=-1)
+        lm = torch.softmax(flat, dim=-1)
         keys = self.dequantised_keys()
-        key_sq = (keys * keys).sum(1)  # folded into a constant by ONNX Runtime at load
+        key_sq = (keys * keys).sum(0)  # folded into a constant by ONNX Runtime at load
         values = self.values.long()
+        # one chunk while tracing for ONNX: the traced graph must take any number of rows
+        chunk = h.shape[0] if torch.jit.is_tracing() else QUERY_CHUNK
         out = []
-        for start in range(0, h.shape[0], QUERY_CHUNK):
-            q = (h[start : start + QUERY_CHUNK] - self.mean.float()) @ self.proj.float()
+        for start in range(0, h.shape[0], chunk):
+            q = (h[start : start + chunk] - self.mean.float()) @ self.proj.float()
             w, idx = neighbour_weights(q, keys, key_sq, s)
             words = values[idx] if idx is not None else values.expand(q.shape[0], -1)
-            p_mem = torch.zeros_like(lm[start : start + QUERY_CHUNK]).scatter_add(1, words, w)
-            mix = (1.0 - s.weight) * lm[start : start + QUERY_CHUNK] + s.weight * p_mem
+            p_mem = torch.zeros_like(lm[start : start + chunk]).scatter_add(1, words, w)
+            mix = (1.0 - s.weight) * lm[start : start + chunk] + s.weight * p_mem
             out.append(torch.log(mix.clamp_min(1e-30)))
-        return torch.cat(out).reshape(shape)
+        scale = torch.logsumexp(flat, dim=-1, keepdim=True) - math.log(1.0 - s.weight)
+        return (torch.cat(out) + scale).reshape(shape)
 
 
 def neighbour_weights(
@@ -125,8 +140,8 @@ def neighbour_weights(
     """Kernel weights ``softmax(-squared distance / temperature)`` of the ``k`` nearest keys
     and their rows, or, with ``k`` >= the memory size, of every key (rows None: all, in
     order; no top-k search, which at that size would be a full sort per query)."""
-    dist = (q * q).sum(1, keepdim=True) - 2.0 * (q @ keys.T) + key_sq
-    if settings.k >= keys.shape[0]:
+    dist = (q * q).sum(1, keepdim=True) - 2.0 * (q @ keys) + key_sq  # keys: (dim, size)
+    if settings.k >= keys.shape[1]:
         return torch.softmax(-dist / settings.temperature, dim=1), None
     neg, idx = torch.topk(-dist, settings.k, dim=1)
     return torch.softmax(neg / settings.temperature, dim=1), idx
@@ -202,7 +217,7 @@ def mixture_nll(
     """Mean NLL of ``words`` under the mixture with ``settings`` (k, temperature, weight),
     from states and decoder log-probabilities computed once (:func:`decoder_states`)."""
     keys = memory.dequantised_keys()
-    key_sq = (keys * keys).sum(1)
+    key_sq = (keys * keys).sum(0)
     values = memory.values.long()
     total = 0.0
     for start in range(0, len(words), QUERY_CHUNK):

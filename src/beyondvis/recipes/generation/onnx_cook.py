@@ -561,8 +561,8 @@ class OrtCookModel:
         labels = self.ingredients(probs, pred)
         t2 = time.perf_counter()
         decode = decode or self.default_decode
-        if self.banned_ids:
-            options.setdefault("banned", list(self.banned_ids))
+        # the caller's bans come on top of <unk> and <start_text>, never instead of them
+        options["banned"] = sorted({*options.get("banned", ()), *self.banned_ids})
         for key, value in self.decoding.get("options", {}).get(decode, {}).items():
             options.setdefault(key, value)
         options.setdefault("rules", self.rules)

@@ -119,6 +119,12 @@ def warm_start(
     difference is an error naming the tensor. Returns the names of the partly loaded tensors.
     """
     source = load_checkpoint(checkpoint)["model"]
+    stale = [k for k in source if k.startswith("memory.")]
+    if stale:  # hidden states of the old weights: training on would leave them stale
+        log.info(
+            "%s: its in-domain memory is not carried over (rebuild it after training)", checkpoint
+        )
+        source = {k: v for k, v in source.items() if k not in stale}
     target = model.state_dict()
     missing = sorted(set(target) - set(source))
     unexpected = sorted(set(source) - set(target))
@@ -413,6 +419,11 @@ def train_decoder(
     if style_oversample > 1:
         extra_style = same_style_text(train_recipes)
         log.info("style_oversample: %d text recipes in the photos' style", len(extra_style))
+        if not extra_style:
+            log.warning(
+                "style_oversample has no effect: no recipe has a known source in the photos' "
+                "style (does data_root hold provenance.jsonl?)"
+            )
         train_recipes = train_recipes + extra_style * (style_oversample - 1)
     val_recipes = data.split("val", with_images=IMAGE in config.conditions)
     if eval_max_recipes:
