@@ -194,16 +194,22 @@ def add_text_start(word_vocab: Vocabulary) -> int:
     return word_vocab.stoi[TEXT_START]
 
 
+def photo_styles(recipes: list[GenRecipe]) -> set[str]:
+    """Origins (provenance sources) of the training Recipe1M recipes with photos: the style
+    every card is written in."""
+    return {
+        r.origin
+        for r in recipes
+        if r.images and r.source == "recipe1m" and r.origin and r.partition == "train"
+    }
+
+
 def mark_text_style(recipes: list[GenRecipe], text_start: int) -> int:
     """Make ``text_start`` the first token of every Recipe1M recipe whose origin (provenance
     source) is none of the training photo recipes' origins; the photo sources' recipes, every
     recipe with a photo and weakly labelled photos keep ``<start>``. Recipes of unknown origin are left as
     they are. Returns how many recipes were marked."""
-    styles = {
-        r.origin
-        for r in recipes
-        if r.images and r.source == "recipe1m" and r.origin and r.partition == "train"
-    }
+    styles = photo_styles(recipes)
     marked = 0
     for r in recipes:
         # a recipe with a photo keeps <start> whatever its source: scored as a card is made

@@ -243,7 +243,7 @@ def build_decoder_memory(
     """
     from beyondvis.engine import load_checkpoint, save_checkpoint
     from beyondvis.recipes.generation.config import DecoderConfig
-    from beyondvis.recipes.generation.data import TEXT_START
+    from beyondvis.recipes.generation.data import TEXT_START, photo_styles
     from beyondvis.recipes.generation.decoder import InstructionDecoder
     from beyondvis.recipes.generation.memory import attach_memory, tune_memory
     from beyondvis.recipes.generation.training import same_style_text, text_eval
@@ -259,14 +259,10 @@ def build_decoder_memory(
     if config.vocab_size != len(data.word_vocab):
         raise ValueError("decoder checkpoint and prepared word vocabulary differ in size")
     starts = tuple(i for i in [data.word_vocab.stoi.get(TEXT_START)] if i is not None)
-    photos = [r for r in data.split("train") if r.images and r.source == "recipe1m"]
-    stored = photos + same_style_text(data.split("train"))
-    styles = {r.origin for r in photos}
-    tune = [
-        r
-        for r in data.split("val")
-        if r.source == "recipe1m" and not r.images and r.origin in styles
-    ]
+    train = data.split("train")
+    styles = photo_styles(train)
+    stored = [r for r in train if r.images and r.source == "recipe1m"] + same_style_text(train)
+    tune = same_style_text(data.split("val"), styles)
     if not stored or not tune:
         raise ValueError(
             "no recipes in the photos' style to store or tune on: data_root needs "

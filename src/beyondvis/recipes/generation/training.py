@@ -32,7 +32,13 @@ from beyondvis.recipes.generation.config import (
     DecoderSizes,
     SpecialTokens,
 )
-from beyondvis.recipes.generation.data import MAX_INGREDIENTS, TEXT_START, GenData, GenRecipe
+from beyondvis.recipes.generation.data import (
+    MAX_INGREDIENTS,
+    TEXT_START,
+    GenData,
+    GenRecipe,
+    photo_styles,
+)
 from beyondvis.recipes.generation.decoder import InstructionDecoder, sequence_nll
 from beyondvis.recipes.generation.fusion import Condition
 from beyondvis.recipes.generation.metrics import IngredientSetMetrics, PerplexityMeter
@@ -348,10 +354,13 @@ def text_eval(
     return meter
 
 
-def same_style_text(recipes: list[GenRecipe]) -> list[GenRecipe]:
-    """The text recipes (Recipe1M, no photo) whose origin is one of the photo recipes'
-    origins (each once); none when origins are unknown."""
-    styles = {r.origin for r in recipes if r.images and r.source == "recipe1m" and r.origin}
+def same_style_text(
+    recipes: list[GenRecipe], styles: Collection[str] | None = None
+) -> list[GenRecipe]:
+    """The text recipes (Recipe1M, no photo) whose origin is one of ``styles`` (default: the
+    training photo recipes' origins among ``recipes``, :func:`.data.photo_styles`), each
+    once; none when origins are unknown."""
+    styles = photo_styles(recipes) if styles is None else styles
     seen: set[str] = set()
     out = []
     for r in recipes:
