@@ -168,3 +168,19 @@ def test_tuning_picks_the_best_row_and_mixture_nll_is_what_the_decoder_scores():
     assert math.exp(nll) == pytest.approx(
         text_eval(decoder, recipes, features).compute()["ppl"], rel=1e-4
     )
+
+
+def test_cached_float_keys_follow_new_contents():
+    memory, states, words = _filled(k=3, temperature=0.01, weight=0.9)
+    memory(states[:2], torch.zeros(2, 10))  # fills the float-key cache
+    other, _, _ = _filled(size=50)
+    other.fill(states.flip(0), words.flip(0))
+    memory.load_state_dict(other.state_dict())  # in place: the cache must not survive it
+    keys, key_sq = memory.float_keys()
+    torch.testing.assert_close(keys, other.dequantised_keys())
+    torch.testing.assert_close(key_sq, (keys * keys).sum(0))
+    g = torch.Generator().manual_seed(3)
+    hidden, logits = torch.randn(5, 8, generator=g), torch.randn(5, 10, generator=g)
+    got = torch.log_softmax(memory(hidden, logits), -1)
+    # the formula over the new buffers (this memory's own k, temperature and weight)
+    torch.testing.assert_close(got.double(), _reference(memory, hidden, logits), atol=1e-4, rtol=0)

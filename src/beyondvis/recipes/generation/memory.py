@@ -60,9 +60,10 @@ class KnnMemory(nn.Module):
     """``(hidden, logits) -> logits`` of the mixture of the decoder and its nearest stored states.
 
     Buffers: ``mean`` and ``proj`` (PCA: ``(hidden - mean) @ proj``), ``keys`` (dim, size:
-    stored transposed, so a query's distances are one plain row-times-matrix product) as int8 with a ``key_scale`` per dimension (a quarter of float32's bytes: the memory ships
-    twice, in ``model.pt`` and in the ONNX decoder step) and ``values`` (size,) the next
-    words (int32).
+    stored transposed, so a query's distances are one plain row-times-matrix product) as int8
+    with a ``key_scale`` per dimension (a quarter of float32's bytes: the memory ships twice,
+    in ``model.pt`` and in the ONNX decoder step) and ``values`` (size,) the next words
+    (int32).
     """
 
     def __init__(self, hidden_dim: int, settings: MemorySettings) -> None:
@@ -80,6 +81,31 @@ class KnnMemory(nn.Module):
     def dequantised_keys(self) -> Tensor:
         """The stored states in float, (dim, size)."""
         return self.keys.float() * self.key_scale.float()[:, None]
+
+    def float_keys(self) -> tuple[Tensor, Tensor]:
+        """Dequantised keys (dim, size) and their squared norms (size,), computed once per
+        content of the buffers (every decoding step needs them). While tracing for ONNX they
+        are computed in the graph from the int8 buffer instead, so the export keeps int8."""
+        if torch.jit.is_tracing():
+            keys = self.dequantised_keys()
+            return keys, (keys * keys).sum(0)
+        # in-place loads (load_state_dict, fill) bump _version; .to() gives new storage
+        stamp = (
+            self.keys.data_ptr(),
+            self.keys._version,
+            self.key_scale.data_ptr(),
+            self.key_scale._version,
+        )
+        cached = getattr(self, "_float_keys", None)
+        if cached is None or cached[0] != stamp:
+            keys = self.dequantised_keys()
+            cached = (stamp, keys, (keys * keys).sum(0))
+            self._float_keys = cached
+        return cached[1], cached[2]
+
+    def query(self, hidden: Tensor) -> Tensor:
+        """Hidden states (rows, hidden_dim) -> their PCA coordinates (rows, dim)."""
+        return (hidden.float() - self.mean.float()) @ self.proj.float()
 
     def fill(self, states: Tensor, next_words: Tensor) -> None:
         """Store ``states`` (size, hidden) and their ``next_words`` (size,); fits the PCA."""
@@ -117,14 +143,13 @@ class KnnMemory(nn.Module):
         flat = logits.reshape(-1, shape[-1]).float()
         h = hidden.reshape(-1, hidden.shape[-1]).float()
         lm = torch.softmax(flat, dim=-1)
-        keys = self.dequantised_keys()
-        key_sq = (keys * keys).sum(0)  # folded into a constant by ONNX Runtime at load
+        keys, key_sq = self.float_keys()  # in ONNX: folded into constants at load
         values = self.values.long()
         # one chunk while tracing for ONNX: the traced graph must take any number of rows
         chunk = h.shape[0] if torch.jit.is_tracing() else QUERY_CHUNK
         out = []
         for start in range(0, h.shape[0], chunk):
-            q = (h[start : start + chunk] - self.mean.float()) @ self.proj.float()
+            q = self.query(h[start : start + chunk])
             w, idx = neighbour_weights(q, keys, key_sq, s)
             words = values[idx] if idx is not None else values.expand(q.shape[0], -1)
             p_mem = torch.zeros_like(lm[start : start + chunk]).scatter_add(1, words, w)
@@ -216,14 +241,11 @@ def mixture_nll(
 ) -> float:
     """Mean NLL of ``words`` under the mixture with ``settings`` (k, temperature, weight),
     from states and decoder log-probabilities computed once (:func:`decoder_states`)."""
-    keys = memory.dequantised_keys()
-    key_sq = (keys * keys).sum(0)
+    keys, key_sq = memory.float_keys()
     values = memory.values.long()
     total = 0.0
     for start in range(0, len(words), QUERY_CHUNK):
-        q = (
-            states[start : start + QUERY_CHUNK].float() - memory.mean.float()
-        ) @ memory.proj.float()
+        q = memory.query(states[start : start + QUERY_CHUNK])
         w, idx = neighbour_weights(q, keys, key_sq, settings)
         stored = values[idx] if idx is not None else values[None, :]
         hit = (stored == words[start : start + QUERY_CHUNK, None]).float()
@@ -259,7 +281,7 @@ def tune_memory(
         if ppl < best_ppl:
             best, best_ppl = cand, ppl
     memory.settings = best
-    decoder.config.memory = best.to_dict()
+    decoder.set_memory(memory)  # the config records the chosen settings
     log.info("memory tuned on %d words: %s, perplexity %.2f", len(words), best, best_ppl)
     return best, rows
 
