@@ -56,6 +56,12 @@ def _prepared(tmp_path, n=24):
     return folder
 
 
+def _tiny_decoder_config(data, fusion="concat", **sizes):
+    """A one-block 16-wide decoder over both conditions (fast enough for every test here)."""
+    sizes = {"d_model": 16, "num_layers": 1, "num_heads": 2, "ffn_dim": 32, **sizes}
+    return decoder_config(data, sizes, fusion, ("image", "ingredients"))
+
+
 @pytest.fixture()
 def data(tmp_path):
     data = build_data(_prepared(tmp_path), None, tmp_path / "cache")
@@ -100,12 +106,7 @@ def test_missing_prepared_files_name_the_command(tmp_path):
 
 
 def test_recipes_without_photo_do_not_see_image_features(data):
-    cfg = decoder_config(
-        data,
-        {"d_model": 16, "num_layers": 1, "num_heads": 2, "ffn_dim": 32, "dropout": 0.0},
-        "concat",
-        ("image", "ingredients"),
-    )
+    cfg = _tiny_decoder_config(data, dropout=0.0)
     from beyondvis.recipes.generation.decoder import InstructionDecoder
 
     decoder = InstructionDecoder(cfg).eval()
@@ -129,12 +130,7 @@ def test_two_stages_bundle_and_cook(data, tmp_path):
         TrainConfig(out_dir=str(tmp_path / "s1"), monitor="val_iou", monitor_mode="max", **tiny),
     )
     assert (tmp_path / "s1" / "best.pt").is_file()
-    cfg = decoder_config(
-        data,
-        {"d_model": 16, "num_layers": 1, "num_heads": 2, "ffn_dim": 32, "max_len": 40},
-        "independent",
-        ("image", "ingredients"),
-    )
+    cfg = _tiny_decoder_config(data, "independent", max_len=40)
     decoder, _ = train_decoder(
         data, cfg, TrainConfig(out_dir=str(tmp_path / "s2"), monitor="val_ppl", **tiny)
     )
@@ -198,12 +194,7 @@ def test_decoder_resume_with_other_settings_is_refused_unless_forced(data, tmp_p
     from beyondvis.engine.config import ResumeConfigError
 
     tiny = dict(epochs=1, max_steps=2, batch_size=4, device="cpu", progress=False)
-    cfg = decoder_config(
-        data,
-        {"d_model": 16, "num_layers": 1, "num_heads": 2, "ffn_dim": 32, "max_len": 40},
-        "concat",
-        ("image", "ingredients"),
-    )
+    cfg = _tiny_decoder_config(data, max_len=40)
     out = str(tmp_path / "s2")
     train_decoder(data, cfg, TrainConfig(out_dir=out, monitor="val_ppl", lr=1e-3, **tiny))
     with pytest.raises(ResumeConfigError, match="lr"):
@@ -238,12 +229,7 @@ def test_a_bundle_with_a_memory_cooks_the_same_on_both_runtimes(data, tmp_path):
 
     torch.manual_seed(0)
     set_model = build_set_predictor("ff_bce", len(INGREDIENTS), {"embed_dim": 8, "hidden_dims": []})
-    cfg = decoder_config(
-        data,
-        {"d_model": 16, "num_layers": 1, "num_heads": 2, "ffn_dim": 32, "max_len": 40},
-        "concat",
-        ("image", "ingredients"),
-    )
+    cfg = _tiny_decoder_config(data, max_len=40)
     decoder = InstructionDecoder(cfg).eval()
     memory = attach_memory(decoder, data.split("train"), data.features, dim=8)
     bundle = tmp_path / "bundle"
