@@ -211,6 +211,15 @@ def test_tune_resumes_and_reports_cpu_time(tmp_path, capsys):
     assert json.loads(capsys.readouterr().out)["trials"] == summary["trials"]
 
 
+def test_search_space_adds_backbone_lr_scale_only_when_the_backbone_trains():
+    from beyondvis.sets.tune import search_space
+
+    frozen, top = search_space("ff_bce_c"), search_space("ff_bce_c", finetunes=True)
+    assert "encoder.lr_scale" not in frozen and top["encoder.lr_scale"] == [0.1, 0.3, 1.0]
+    assert "model.lambda_card" in top and "model.threshold" not in top  # the model's family
+    assert set(top) - set(frozen) == {"encoder.lr_scale"}
+
+
 def test_packaged_tuned_configs_load_from_anywhere(tmp_path, monkeypatch, capsys):
     from beyondvis.sets.experiment import load_sets_config, packaged_configs
     from beyondvis.sets.multiseed import load_table_spec

@@ -57,13 +57,16 @@ FAMILY_SPACE: dict[str, dict[str, list[Any]]] = {
     "ar": {"model.hidden_size": [128, 256, 512]},
     "tf": {"model.tf_layers": [1, 2, 3], "model.tf_heads": [2, 4, 8]},
     "set": {"model.lambda_eos": [0.1, 0.3, 1.0], "model.lambda_card": [0.01, 0.1, 1.0]},
+    # only when (part of) the backbone trains: its learning rate relative to the head's
+    "finetune": {"encoder.lr_scale": [0.1, 0.3, 1.0]},
 }
 
 
-def search_space(model: str) -> dict[str, list[Any]]:
-    """The categorical search space for one model name."""
+def search_space(model: str, finetunes: bool = False) -> dict[str, list[Any]]:
+    """The categorical search space for one model name; ``finetunes``: the backbone (or its
+    top, ``encoder.finetune_blocks``) trains too, so its learning-rate scale is searched."""
     space = dict(DEFAULT_SPACE)
-    families = []
+    families = ["finetune"] if finetunes else []
     if model.startswith("ff_"):
         families.append("ff")
         if model.endswith(("_c", "_dc")):
@@ -132,7 +135,8 @@ def tune(
     start_cpu, start_wall = time.process_time(), time.perf_counter()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    space = {k: list(v) for k, v in (space or search_space(base.model.name)).items()}
+    finetunes = bool(base.encoder.finetune or base.encoder.finetune_blocks)
+    space = {k: list(v) for k, v in (space or search_space(base.model.name, finetunes)).items()}
     base_dict = copy.deepcopy(config_to_dict(base))
     # Cached features are shared by all trials: computing them here keeps trials comparable.
     prepared0 = prepare(base)
