@@ -186,6 +186,7 @@ def test_tune_resumes_and_reports_cpu_time(tmp_path, capsys):
     assert "model.threshold" in summary["best_params"]  # threshold-decoded model
     best = yaml.safe_load((tmp_path / "best.yaml").read_text())
     assert best["train"]["epochs"] == 3 and best["train"]["scheduler"] == "none"
+    assert best["train"]["out_dir"] == "runs/sets/tuned/best/seed{train.seed}"  # --save-config
     for key, value in summary["best_params"].items():
         section, field = key.split(".")
         assert best[section][field] == value

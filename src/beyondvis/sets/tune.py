@@ -246,7 +246,10 @@ def tune(
     # config's patience so a full run stops once validation O-F1 stalls (best.pt is chosen on
     # validation O-F1 either way, like the trials' objective).
     best_cfg.train.early_stopping_patience = base.train.early_stopping_patience
-    best_cfg.train.out_dir = f"runs/sets/tuned/{base.model.name}"
+    # Named after the saved config (or the study folder), one folder per seed: two tuned
+    # configs of one model (e.g. pooled and fine-tuned ff_bce_c) must not share a run folder.
+    name = Path(save_config).stem if save_config is not None else out.name
+    best_cfg.train.out_dir = f"runs/sets/tuned/{name}/seed{{train.seed}}"
     text = _config_yaml(best_cfg, summary)
     with atomic_write(out / "best_config.yaml", "w") as handle:
         handle.write(text)
